@@ -1,0 +1,211 @@
+"""The shared training arguments.
+
+Field names follow the book (ratsnlp) so that a reader's notebook moves over by changing an import;
+the modern fields (precision, warmup, resume, ...) are additions, never renames. Every field's
+``help`` metadata is also its ``--help`` text on the command line (see ``cli.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+__all__ = ["TrainArguments", "ArgumentError", "load_arguments", "option"]
+
+Precision = Literal["32-true", "16-mixed", "bf16-mixed", "bf16-true"]
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
+
+
+class ArgumentError(ValueError):
+    """An argument value that cannot work; raised at construction, before any data is read."""
+
+
+def option(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class TrainArguments:
+    """Arguments shared by every task. Task modules subclass this and add only their own fields."""
+
+    task: ClassVar[str] = ""
+    default_corpus_name: ClassVar[str] = ""
+
+    # --- the book's fields -------------------------------------------------------------------
+    pretrained_model_name: str = option(
+        "Hugging Face hub name or local folder of the pretrained model", default="beomi/kcbert-base"
+    )
+    downstream_corpus_name: str = option(
+        "corpus to train on: a known name (see the task) or 'custom' with --train_file/--test_file",
+        default="",
+    )
+    downstream_corpus_root_dir: str = option(
+        "folder holding corpora in Korpora's layout (<root>/<corpus>/...)", default="~/Korpora"
+    )
+    downstream_model_dir: str = option(
+        "output folder: checkpoints, logs, and the export that predict/serve read", default=""
+    )
+    max_seq_length: int = option("longest token sequence; longer input is truncated", default=128)
+    save_top_k: int = option("how many best checkpoints (by --monitor) to keep", default=1)
+    monitor: str = option("'min <metric>' or 'max <metric>', e.g. 'min val_loss'", default="min val_loss")
+    seed: int | None = option("random seed for data order and initialisation", default=7)
+    overwrite_cache: bool = option(
+        "kept for the book's notebooks; features are not cached (tokenising NSMC takes seconds)",
+        default=False,
+    )
+    force_download: bool = option("download the corpus again even when its files exist", default=False)
+    test_mode: bool = option(
+        "smoke run: 1 epoch of at most 20 training and 5 validation batches", default=False
+    )
+    learning_rate: float = option("peak learning rate of AdamW", default=5e-5)
+    epochs: int = option("training epochs", default=3)
+    batch_size: int = option("examples per training batch (per device)", default=32)
+    cpu_workers: int = option("DataLoader worker processes (0 = load in the main process)", default=0)
+    fp16: bool = option("mixed precision float16 (same as --precision 16-mixed)", default=False)
+    tpu_cores: int = option("TPU cores: 0 (no TPU), 1 or 8", default=0)
+
+    # --- modern additions --------------------------------------------------------------------
+    accelerator: Accelerator = option("where to run: auto, cpu, gpu, mps or tpu", default="auto")
+    devices: str = option("'auto', a device count, or a comma list of device ids", default="auto")
+    precision: Precision | None = option(
+        "32-true, 16-mixed, bf16-mixed or bf16-true (default: 16-mixed with --fp16, else 32-true)",
+        default=None,
+    )
+    warmup_ratio: float = option("fraction of training steps with linear LR warmup", default=0.1)
+    weight_decay: float = option("AdamW weight decay (not applied to biases and LayerNorm)", default=0.01)
+    gradient_accumulation_steps: int = option("batches whose gradients add up to one step", default=1)
+    max_grad_norm: float | None = option("clip gradients to this norm (none: no clipping)", default=1.0)
+    early_stopping_patience: int | None = option(
+        "stop after this many validations without improvement of --monitor", default=None
+    )
+    resume: bool = option("continue from last.ckpt in downstream_model_dir", default=False)
+    save_every_n_steps: int | None = option(
+        "also refresh last.ckpt every N optimizer steps, so a disconnect loses at most N steps",
+        default=None,
+    )
+    val_check_interval: float | None = option(
+        "validate every N batches (int) or fraction of an epoch (float); default once per epoch",
+        default=None,
+    )
+    max_steps: int = option("stop after this many optimizer steps (-1: no limit)", default=-1)
+    max_train_samples: int | None = option("use only the first N training examples", default=None)
+    max_eval_samples: int | None = option("use only the first N evaluation examples", default=None)
+    padding: Literal["dynamic", "max_length"] = option(
+        "'dynamic' pads each batch to its longest example; 'max_length' pads all to max_seq_length",
+        default="dynamic",
+    )
+    group_by_length: bool = option(
+        "batch examples of similar length together (less padding, faster)", default=True
+    )
+    eval_batch_size: int | None = option(
+        "examples per evaluation batch (default: 2 x batch_size)", default=None
+    )
+    log_every_n_steps: int = option("how often training metrics are logged", default=10)
+    random_init: bool = option(
+        "build the model from its config with random weights instead of loading pretrained weights "
+        "(benchmarks and offline smoke runs only: accuracy will be poor)",
+        default=False,
+    )
+    train_file: str | None = option("your own training file (.tsv, .csv or .jsonl)", default=None)
+    test_file: str | None = option("your own evaluation file (.tsv, .csv or .jsonl)", default=None)
+
+    def __post_init__(self) -> None:
+        if not self.downstream_corpus_name:
+            self.downstream_corpus_name = "custom" if self.train_file else self.default_corpus_name
+        problems = self.problems()
+        if problems:
+            raise ArgumentError(f"invalid {type(self).__name__}:\n  - " + "\n  - ".join(problems))
+
+    def problems(self) -> list[str]:
+        """Every reason these arguments cannot work, so the user fixes them all in one go."""
+        found: list[str] = []
+        if not self.downstream_model_dir:
+            found.append("downstream_model_dir is required: the folder for checkpoints and the export")
+        for name in (
+            "max_seq_length",
+            "batch_size",
+            "epochs",
+            "gradient_accumulation_steps",
+            "log_every_n_steps",
+        ):
+            if getattr(self, name) < 1:
+                found.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_seq_length < 8:
+            found.append(f"max_seq_length must be >= 8 to hold [CLS] text [SEP], got {self.max_seq_length}")
+        if not self.learning_rate > 0:
+            found.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            found.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0:
+            found.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.tpu_cores not in (0, 1, 8):
+            found.append(f"tpu_cores must be 0, 1 or 8, got {self.tpu_cores}")
+        if self.tpu_cores and self.accelerator not in ("auto", "tpu"):
+            found.append(f"tpu_cores={self.tpu_cores} conflicts with accelerator={self.accelerator!r}")
+        if self.fp16 and self.precision not in (None, "16-mixed"):
+            found.append(f"fp16=True conflicts with precision={self.precision!r}")
+        if self.tpu_cores and self.fp16:
+            found.append("fp16 is not supported on TPU; use precision='bf16-true'")
+        if not re.fullmatch(r"(min|max) \w+", self.monitor):
+            found.append(f"monitor must look like 'min val_loss' or 'max val_accuracy', got {self.monitor!r}")
+        if self.save_top_k < -1:
+            found.append(f"save_top_k must be -1 (all), 0 or more, got {self.save_top_k}")
+        if self.devices != "auto" and not re.fullmatch(r"-1|\d+|\d+(,\d+)*,?", self.devices.replace(" ", "")):
+            found.append(f"devices must be 'auto', a count or a comma list of ids, got {self.devices!r}")
+        for name in (
+            "max_train_samples",
+            "max_eval_samples",
+            "save_every_n_steps",
+            "early_stopping_patience",
+        ):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                found.append(f"{name} must be >= 1 when given, got {value}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            found.append(f"max_steps must be -1 (no limit) or >= 1, got {self.max_steps}")
+        if self.downstream_corpus_name == "custom" and not (self.train_file or self.test_file):
+            found.append("downstream_corpus_name='custom' needs train_file and/or test_file")
+        if self.cpu_workers < 0:
+            found.append(f"cpu_workers must be >= 0, got {self.cpu_workers}")
+        return found
+
+    # --- derived values ----------------------------------------------------------------------
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.downstream_model_dir).expanduser()
+
+    @property
+    def corpus_root(self) -> Path:
+        return Path(self.downstream_corpus_root_dir).expanduser()
+
+    @property
+    def monitor_mode(self) -> str:
+        return self.monitor.split()[0]
+
+    @property
+    def monitor_metric(self) -> str:
+        return self.monitor.split()[1]
+
+    @property
+    def resolved_precision(self) -> str:
+        if self.precision:
+            return self.precision
+        return "16-mixed" if self.fp16 else "32-true"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, **asdict(self)}
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def load_arguments(values: dict[str, Any], cls: type[TrainArguments]) -> TrainArguments:
+    """Build ``cls`` from a dict (a saved ``train_args.json`` or a config file), naming unknown keys."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known - {"task"})
+    if unknown:
+        raise ArgumentError(f"unknown argument(s) for {cls.__name__}: {', '.join(unknown)}")
+    return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,145 @@
+"""``nlpbook train|evaluate|predict <task> ...``: a thin map over the Python commands.
+
+Options are generated from the task's argument dataclass (name, type, default, ``help``), so the
+command line and ``ClassificationTrainArguments(...)`` can never drift apart. ``--config FILE``
+reads the same fields from a JSON file; options given on the command line override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from nlpbook.arguments import ArgumentError, TrainArguments, load_arguments
+from nlpbook.corpus import DataError
+from nlpbook.tasks import get_task, task_names
+
+__all__ = ["main", "build_parser", "add_dataclass_options"]
+
+logger = logging.getLogger("nlpbook")
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "y"):
+        return True
+    if text.lower() in ("0", "false", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _option_type(annotation: Any) -> tuple[Any, list[Any] | None]:
+    """(converter, choices) for a field's type: unwraps ``X | None`` and ``Literal[...]``."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _option_type(inner[0])
+    if origin is typing.Literal:
+        return str, list(typing.get_args(annotation))
+    if annotation is bool:
+        return _parse_bool, None
+    return annotation, None
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        converter, choices = _option_type(hints[f.name])
+        default = None if f.default is MISSING else f.default
+        kwargs: dict[str, Any] = {
+            "type": converter,
+            "default": argparse.SUPPRESS,
+            "help": f"{f.metadata.get('help', '')} (default: {default})",
+        }
+        if choices:
+            kwargs["choices"] = choices
+        if converter is _parse_bool:
+            kwargs.update(nargs="?", const=True, metavar="BOOL")
+        parser.add_argument(f"--{f.name}", **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nlpbook", description="Fine-tune Korean BERT models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command in ("train", "evaluate"):
+        sub = commands.add_parser(command, help=f"{command} a task model")
+        tasks = sub.add_subparsers(dest="task", required=True)
+        for name in task_names():
+            task_parser = tasks.add_parser(name, help=f"{command} {name}")
+            task_parser.add_argument(
+                "--config", type=Path, help="JSON file of arguments (CLI options override)"
+            )
+            add_dataclass_options(task_parser, get_task(name).arguments_class)
+    predict = commands.add_parser("predict", help="predict with an export folder")
+    predict.add_argument("task", nargs="?", choices=task_names(), help="optional: checked against the export")
+    predict.add_argument("--model_dir", required=True, help="export folder (or the downstream_model_dir)")
+    predict.add_argument("--text", action="append", help="a text to predict (repeatable)")
+    predict.add_argument("--input", type=Path, help="file of inputs: .txt (one per line), .tsv/.csv/.jsonl")
+    predict.add_argument("--output", type=Path, help="write JSON lines here instead of stdout")
+    predict.add_argument("--batch_size", type=int, default=64)
+    return parser
+
+
+def _arguments(namespace: argparse.Namespace) -> TrainArguments:
+    cls = get_task(namespace.task).arguments_class
+    values: dict[str, Any] = {}
+    if namespace.config:
+        values = json.loads(namespace.config.read_text(encoding="utf-8"))
+    given = {k: v for k, v in vars(namespace).items() if k not in ("command", "task", "config", "verbose")}
+    return load_arguments({**values, **given}, cls)
+
+
+def _predict(namespace: argparse.Namespace) -> None:
+    from nlpbook.predictor import Predictor
+
+    predictor = Predictor.from_pretrained(namespace.model_dir, batch_size=namespace.batch_size)
+    if namespace.task and namespace.task != predictor.task.name:
+        raise ArgumentError(
+            f"{namespace.model_dir} holds a {predictor.task.name!r} model, not {namespace.task!r}"
+        )
+    if bool(namespace.text) == bool(namespace.input):
+        raise ArgumentError("give either --text (repeatable) or --input FILE")
+    if namespace.text:
+        results = predictor(namespace.text)
+    else:
+        results = predictor.predict_examples(predictor.task.examples_from_file(str(namespace.input)))
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
+    if namespace.output:
+        namespace.output.write_text(lines, encoding="utf-8")
+    else:
+        sys.stdout.write(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    namespace = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if namespace.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if namespace.command == "predict":
+            _predict(namespace)
+            return 0
+        import nlpbook
+
+        args = _arguments(namespace)
+        if namespace.command == "train":
+            print(nlpbook.train(args))
+        else:
+            print(json.dumps(nlpbook.evaluate(args), ensure_ascii=False, indent=2))
+        return 0
+    except (ArgumentError, DataError, FileNotFoundError) as error:
+        logger.error("%s", error)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""``train`` and ``evaluate``: written once for every task; the CLI and notebooks call these."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from nlpbook.arguments import ArgumentError, TrainArguments
+from nlpbook.data import make_loader
+from nlpbook.export import EXPORT_DIR, read_export, write_export
+from nlpbook.module import TaskModule
+from nlpbook.predictor import run_model
+from nlpbook.tasks import Task, get_task
+from nlpbook.trainer import build_trainer, last_checkpoint
+
+__all__ = ["train", "evaluate", "load_pretrained"]
+
+logger = logging.getLogger(__name__)
+EVALUATION_FILE = "evaluation.json"
+
+
+def _task_of(args: TrainArguments) -> Task:
+    if not args.task:
+        raise ArgumentError(
+            "use a task's arguments class, e.g. nlpbook.classification.ClassificationTrainArguments"
+        )
+    return get_task(args.task)
+
+
+def load_pretrained(args: TrainArguments, task: Task, label_names: list[str]) -> tuple[Any, Any]:
+    """Tokenizer and model from a hub name or a local folder: the path a user's kcbert-base takes."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    name = args.pretrained_model_name
+    config = AutoConfig.from_pretrained(name)
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is not None and args.max_seq_length > limit:
+        raise ArgumentError(
+            f"max_seq_length={args.max_seq_length} is longer than {name}'s max_position_embeddings={limit}"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ArgumentError(
+            f"{name}: nlpbook needs a fast (Rust) tokenizer; tokenizer.json or vocab.txt is missing"
+        )
+    config.num_labels = len(label_names)
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {label: i for i, label in enumerate(label_names)}
+    if args.random_init:
+        model = task.model_class.from_config(config)
+    else:
+        model = task.model_class.from_pretrained(name, config=config)
+    return tokenizer, model
+
+
+def _check_model_dir(args: TrainArguments) -> Path | None:
+    """Refuse to train over an earlier run unless asked to resume it."""
+    last = last_checkpoint(args.model_dir)
+    if last and not args.resume:
+        raise ArgumentError(
+            f"{args.model_dir} already holds a run ({last.name}); pass resume=True to continue it, "
+            "or choose another downstream_model_dir"
+        )
+    if args.resume and not last:
+        logger.info("resume: no %s in %s yet, starting from step 0", "last.ckpt", args.model_dir)
+    return last if args.resume else None
+
+
+def _limit(examples: list[Any], limit: int | None) -> list[Any]:
+    return examples if limit is None else examples[:limit]
+
+
+def train(args: TrainArguments) -> Path:
+    """Fine-tune, checkpoint into ``downstream_model_dir`` and write its export; returns the export folder."""
+    task = _task_of(args)
+    resume_from = _check_model_dir(args)
+    if args.seed is not None:
+        pl.seed_everything(args.seed, workers=True, verbose=False)
+
+    # Read and validate all data before any model is loaded: a bad line fails in seconds.
+    train_examples = _limit(task.read(args, "train"), args.max_train_samples)
+    eval_examples = _limit(task.read(args, "test"), args.max_eval_samples)
+    label_names = task.label_names(train_examples)
+    task.check_labels(eval_examples, label_names)
+    tokenizer, model = load_pretrained(args, task, label_names)
+
+    started = time.perf_counter()
+    pad_to_max = args.padding == "max_length"
+    train_features = task.encode(train_examples, tokenizer, label_names, args.max_seq_length, pad_to_max)
+    eval_features = task.encode(eval_examples, tokenizer, label_names, args.max_seq_length, pad_to_max)
+    logger.info(
+        "encoded %d + %d examples in %.1fs",
+        len(train_features),
+        len(eval_features),
+        time.perf_counter() - started,
+    )
+
+    seed = args.seed or 0
+    train_loader = make_loader(
+        train_features,
+        args.batch_size,
+        tokenizer.pad_token_id,
+        shuffle=True,
+        group_by_length=args.group_by_length,
+        seed=seed,
+        workers=args.cpu_workers,
+    )
+    eval_loader = make_loader(
+        eval_features,
+        args.eval_batch_size or 2 * args.batch_size,
+        tokenizer.pad_token_id,
+        shuffle=False,
+        group_by_length=args.group_by_length,
+        workers=args.cpu_workers,
+    )
+    module = TaskModule(model, args, task, label_names, eval_features)
+    module.train_sampler = getattr(train_loader, "sampler", None)
+
+    args.model_dir.mkdir(parents=True, exist_ok=True)
+    args.save(args.model_dir / "train_args.json")
+    trainer = build_trainer(args, has_validation=bool(eval_features))
+    trainer.fit(
+        module,
+        train_dataloaders=train_loader,
+        val_dataloaders=eval_loader,
+        ckpt_path=str(resume_from) if resume_from else None,
+    )
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+        logger.info("exporting the best checkpoint %s", Path(best).name)
+    export = write_export(args.model_dir / EXPORT_DIR, module.model.cpu(), tokenizer, task, label_names, args)
+    logger.info("export written to %s", export)
+    return export
+
+
+def evaluate(args: TrainArguments, model_dir: str | Path | None = None) -> dict[str, Any]:
+    """Score the export on the test split; metrics also go to ``<export>/evaluation.json``."""
+    task = _task_of(args)
+    export = read_export(model_dir or args.model_dir / EXPORT_DIR)
+    if export.task.name != task.name:
+        raise ArgumentError(f"{export.path} holds a {export.task.name!r} model, not {task.name!r}")
+    examples = _limit(task.read(args, "test"), args.max_eval_samples)
+    task.check_labels(examples, export.label_names)
+    features = task.encode(examples, export.tokenizer, export.label_names, export.max_seq_length)
+    logits = run_model(export.model, features, export.tokenizer.pad_token_id, args.eval_batch_size or 64)
+    predictions = [row.argmax(-1) for row in logits]
+    metrics = task.metrics(predictions, features, export.label_names)
+    metrics["examples"] = len(examples)
+    (export.path / EVALUATION_FILE).write_text(
+        json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    return metrics

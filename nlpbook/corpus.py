@@ -1,0 +1,182 @@
+"""Reading data files with errors that point at the file and line.
+
+Every reader in nlpbook goes through here, so that a bad file is reported the same way for every
+task and before training starts: ``DataError("ratings_train.txt:12: expected 3 tab-separated
+columns (id, document, label), found 2")``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DataError", "Row", "read_text", "read_table", "require_files", "check_labels"]
+
+logger = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """A data file that cannot be used, with the file and (when known) the line at fault."""
+
+    def __init__(self, path: str | Path, line: int | None, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.reason = message
+        where = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One record of a table, with where it came from (for error messages)."""
+
+    path: str
+    line: int
+    values: dict[str, str]
+
+    def error(self, message: str) -> DataError:
+        return DataError(self.path, self.line, message)
+
+
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 file (BOM and CRLF accepted); other encodings get an error naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, "file not found" if not path.exists() else "not a regular file")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataError(
+            path, line, f"not valid UTF-8 (byte 0x{data[error.start]:02x}); re-save the file as UTF-8"
+        ) from None
+    if not text.strip():
+        raise DataError(path, None, "file is empty")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_table(path: str | Path, columns: Sequence[str]) -> list[Row]:
+    """Rows of a .tsv/.txt (tab-separated), .csv or .jsonl/.json file that has ``columns``.
+
+    Tab-separated files are read without quote handling, as NSMC and KorNLI are written: a
+    double quote inside a review is text, not a field delimiter.
+    """
+    path = Path(path)
+    text = read_text(path)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return _read_json_rows(path, text, columns)
+    if suffix == ".csv":
+        records = _csv_records(text)
+    else:
+        records = ((n, line.split("\t")) for n, line in enumerate(text.split("\n"), start=1))
+    return _rows_from_records(path, records, columns, "comma" if suffix == ".csv" else "tab")
+
+
+def _csv_records(text: str) -> Iterable[tuple[int, list[str]]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    line = 1
+    for record in reader:
+        yield line, record
+        line = reader.line_num + 1
+
+
+def _rows_from_records(
+    path: Path, records: Iterable[tuple[int, list[str]]], columns: Sequence[str], separator: str
+) -> list[Row]:
+    header: list[str] | None = None
+    rows: list[Row] = []
+    for line, record in records:
+        if not any(field.strip() for field in record):
+            continue  # blank lines (e.g. the trailing newline) carry no example
+        if header is None:
+            header = [name.strip() for name in record]
+            missing = [name for name in columns if name not in header]
+            if missing:
+                raise DataError(
+                    path,
+                    line,
+                    f"header is missing column(s) {missing}; expected {separator}-separated columns "
+                    f"including {list(columns)}, found {header}",
+                )
+            continue
+        if len(record) != len(header):
+            raise DataError(
+                path,
+                line,
+                f"expected {len(header)} {separator}-separated columns ({', '.join(header)}), "
+                f"found {len(record)}",
+            )
+        rows.append(Row(str(path), line, dict(zip(header, record, strict=True))))
+    if not rows:
+        raise DataError(path, None, "no data rows after the header")
+    return rows
+
+
+def _read_json_rows(path: Path, text: str, columns: Sequence[str]) -> list[Row]:
+    stripped = text.lstrip()
+    if stripped.startswith("["):  # a JSON list of objects (KLUE's layout)
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DataError(path, error.lineno, f"invalid JSON: {error.msg}") from None
+        records = [(None, item) for item in items]
+    else:
+        records = []
+        for line, raw in enumerate(text.split("\n"), start=1):
+            if not raw.strip():
+                continue
+            try:
+                records.append((line, json.loads(raw)))
+            except json.JSONDecodeError as error:
+                raise DataError(path, line, f"invalid JSON line: {error.msg}") from None
+    rows = []
+    for index, (line, item) in enumerate(records):
+        where = line if line is not None else None
+        if not isinstance(item, dict):
+            raise DataError(path, where, f"expected a JSON object, found {type(item).__name__}")
+        missing = [name for name in columns if name not in item]
+        if missing:
+            label = f"line {line}" if line else f"record {index}"
+            raise DataError(path, where, f"{label} is missing key(s) {missing}; found {sorted(item)}")
+        values = {k: "" if v is None else str(v) for k, v in item.items()}
+        rows.append(Row(str(path), line if line is not None else index + 1, values))
+    if not rows:
+        raise DataError(path, None, "no records")
+    return rows
+
+
+def require_files(paths: Sequence[Path], download: Callable[[], None] | None, corpus: str) -> None:
+    """Make sure ``paths`` exist, calling ``download`` only when one is missing."""
+    missing = [p for p in paths if not p.is_file()]
+    if not missing:
+        return
+    if download is None:
+        raise DataError(missing[0], None, f"file not found (corpus {corpus!r} cannot be downloaded)")
+    logger.info("%s: %s missing, downloading", corpus, ", ".join(str(p) for p in missing))
+    try:
+        download()
+    except Exception as error:  # network errors come in many types; all mean the same here
+        raise DataError(
+            missing[0],
+            None,
+            f"file not found and the download of {corpus!r} failed ({type(error).__name__}: {error}). "
+            "Offline? Put the corpus files there by hand.",
+        ) from error
+    still = [p for p in paths if not p.is_file()]
+    if still:
+        raise DataError(still[0], None, f"file not found after downloading {corpus!r}")
+
+
+def check_labels(rows: Iterable[tuple[Row, str]], known: Sequence[str]) -> None:
+    """Fail on the first label the model cannot predict (evaluation data with an unseen class)."""
+    allowed = set(known)
+    for row, label in rows:
+        if label not in allowed:
+            raise row.error(f"label {label!r} is not one of the model's labels {sorted(allowed)}")

@@ -1,0 +1,114 @@
+"""The export folder: everything predict and serve need, loadable by plain transformers too.
+
+``<downstream_model_dir>/export/`` holds the weights (``save_pretrained``), the tokenizer, the label
+names in the config (``id2label``/``label2id``) and ``nlpbook.json`` (task, arguments used).
+It is written to a temporary folder and renamed into place, so a failed write never leaves a
+half-written export where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nlpbook.arguments import TrainArguments
+from nlpbook.tasks import Task, get_task
+
+__all__ = ["EXPORT_DIR", "ExportError", "Export", "write_export", "read_export"]
+
+EXPORT_DIR = "export"
+META_FILE = "nlpbook.json"
+
+
+class ExportError(FileNotFoundError):
+    """A model folder that predict/serve cannot use, with what is missing."""
+
+
+@dataclass
+class Export:
+    path: Path
+    task: Task
+    model: Any
+    tokenizer: Any
+    label_names: list[str]
+    max_seq_length: int
+    arguments: dict[str, Any]
+
+
+def write_export(
+    destination: Path, model: Any, tokenizer: Any, task: Task, label_names: list[str], args: TrainArguments
+) -> Path:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
+    try:
+        model.config.id2label = dict(enumerate(label_names))
+        model.config.label2id = {name: i for i, name in enumerate(label_names)}
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        meta = {
+            "task": task.name,
+            "label_names": label_names,
+            "max_seq_length": args.max_seq_length,
+            "arguments": args.to_dict(),
+        }
+        (staging / META_FILE).write_text(
+            json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
+        _replace_dir(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return destination
+
+
+def _replace_dir(new: Path, destination: Path) -> None:
+    """Swap ``new`` in for ``destination`` with renames only (atomic on one file system)."""
+    old = destination.with_name(f".{destination.name}-old")
+    shutil.rmtree(old, ignore_errors=True)
+    if destination.exists():
+        os.replace(destination, old)
+    os.replace(new, destination)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_export(path: str | Path, device: str | None = None) -> Export:
+    """Load an export folder (or a ``downstream_model_dir`` that contains one)."""
+    from transformers import AutoTokenizer
+
+    path = Path(path).expanduser()
+    if not (path / META_FILE).is_file() and (path / EXPORT_DIR / META_FILE).is_file():
+        path = path / EXPORT_DIR
+    if not path.is_dir():
+        raise ExportError(f"{path}: model folder not found")
+    required = [META_FILE, "config.json"]
+    missing = [name for name in required if not (path / name).is_file()]
+    if not any((path / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
+        missing.append("model.safetensors")
+    if not any((path / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
+        missing.append("tokenizer.json or vocab.txt")
+    if missing:
+        raise ExportError(
+            f"{path}: not a complete nlpbook export, missing {', '.join(missing)} "
+            f"(train writes it to <downstream_model_dir>/{EXPORT_DIR})"
+        )
+    meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+    task = get_task(meta["task"])
+    model = task.model_class.from_pretrained(path)
+    if device:
+        model.to(device)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return Export(
+        path,
+        task,
+        model,
+        tokenizer,
+        list(meta["label_names"]),
+        int(meta["max_seq_length"]),
+        meta.get("arguments", {}),
+    )

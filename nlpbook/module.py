@@ -1,0 +1,125 @@
+"""The one LightningModule: every task trains through it.
+
+It owns the optimizer and the LR schedule (returned under ``lr_scheduler``, the key Lightning
+reads: ratsnlp returned ``scheduler``, so its LR never changed), logs loss and accuracy, and hands
+validation predictions to the task's metric function.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from nlpbook.arguments import TrainArguments
+from nlpbook.data import IGNORE_INDEX, LengthGroupedSampler
+from nlpbook.tasks import Features, Task
+
+__all__ = ["TaskModule", "NonFiniteLossError"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+class TaskModule(pl.LightningModule):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        args: TrainArguments,
+        task: Task,
+        label_names: Sequence[str],
+        val_features: Sequence[Features] = (),
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.args = args
+        self.task = task
+        self.label_names = list(label_names)
+        self.val_features = list(val_features)
+        self.train_sampler: LengthGroupedSampler | None = None
+        self._val_predictions: dict[int, np.ndarray] = {}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> Any:
+        inputs = {k: v for k, v in batch.items() if k != "feature_index"}
+        return self.model(**inputs)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        output = self(batch)
+        loss = output.loss
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} at global step {self.global_step}: lower --learning_rate, "
+                "use --precision bf16-mixed instead of fp16, or check the data; "
+                "the last checkpoint in downstream_model_dir is left as it was"
+            )
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train_accuracy", _accuracy(output.logits, batch["labels"]), prog_bar=True)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        output = self(batch)
+        self.log(
+            "val_loss",
+            output.loss,
+            prog_bar=True,
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=batch["input_ids"].shape[0],
+        )
+        predictions = output.logits.argmax(-1).cpu().numpy()
+        lengths = batch["attention_mask"].sum(-1).cpu().tolist()
+        for index, prediction, length in zip(
+            batch["feature_index"].tolist(), predictions, lengths, strict=True
+        ):
+            self._val_predictions[index] = prediction[:length] if prediction.ndim else prediction
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_predictions or self.trainer.sanity_checking:
+            self._val_predictions.clear()
+            return
+        indices = sorted(self._val_predictions)
+        predictions = [self._val_predictions[i] for i in indices]
+        features = [self.val_features[i] for i in indices]
+        self._val_predictions.clear()
+        metrics = self.task.metrics(predictions, features, self.label_names)
+        scalars = {f"val_{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        self.log_dict(scalars, prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+        groups = [
+            {"params": [], "weight_decay": self.args.weight_decay},
+            {"params": [], "weight_decay": 0.0},
+        ]
+        for name, parameter in self.model.named_parameters():
+            if parameter.requires_grad:
+                groups[any(part in name for part in no_decay)]["params"].append(parameter)
+        optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = math.ceil(total * self.args.warmup_ratio)
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --- exact mid-epoch resume: remember how far into the epoch the checkpoint was taken -------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        checkpoint["nlpbook_position"] = {"epoch": self.current_epoch, "batches": progress.processed}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        position = checkpoint.get("nlpbook_position")
+        if position and self.train_sampler is not None:
+            self.train_sampler.skip_batches(position["epoch"], position["batches"])
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Share of positions predicted right, leaving out those the loss ignores (-100)."""
+    keep = labels != IGNORE_INDEX
+    correct = (logits.argmax(-1) == labels) & keep
+    return correct.sum().float() / keep.sum().clamp(min=1)
