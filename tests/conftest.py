@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny offline BERT, toy data sets, and the real data when it is there."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_bert import build_tiny_bert, toy_sentiment  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+KCBERT_DIR = SHARED_DATA / "models" / "kcbert-base"
+
+logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+logging.getLogger("lightning").setLevel(logging.WARNING)
+
+
+def write_tsv(path: Path, header: list[str], rows: list[tuple[str, ...]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["\t".join(header)] + ["\t".join(row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer BERT + WordPiece vocab saved with save_pretrained, loaded like a hub model."""
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def nsmc_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A toy corpus in Korpora's NSMC layout: <root>/nsmc/ratings_{train,test}.txt."""
+    root = tmp_path_factory.mktemp("korpora")
+    for split, n, seed in (("train", 480, 1), ("test", 160, 2)):
+        rows = [(str(i), text, label) for i, (text, label) in enumerate(toy_sentiment(n, seed), start=1)]
+        write_tsv(root / "nsmc" / f"ratings_{split}.txt", ["id", "document", "label"], rows)
+    return root
+
+
+@pytest.fixture(scope="session")
+def kcbert_dir() -> Path:
+    if not (KCBERT_DIR / "vocab.txt").is_file():
+        pytest.skip(f"real kcbert-base tokenizer not found at {KCBERT_DIR} (shared data absent)")
+    return KCBERT_DIR
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
