@@ -20,7 +20,7 @@ from nlpbook.arguments import TrainArguments
 from nlpbook.data import IGNORE_INDEX, LengthGroupedSampler
 from nlpbook.tasks import Features, Task
 
-__all__ = ["TaskModule", "NonFiniteLossError"]
+__all__ = ["TaskModule", "NonFiniteLossError", "make_optimizer"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -93,15 +93,7 @@ class TaskModule(pl.LightningModule):
         self.log_dict(scalars, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-        groups = [
-            {"params": [], "weight_decay": self.args.weight_decay},
-            {"params": [], "weight_decay": 0.0},
-        ]
-        for name, parameter in self.model.named_parameters():
-            if parameter.requires_grad:
-                groups[any(part in name for part in no_decay)]["params"].append(parameter)
-        optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate)
+        optimizer = make_optimizer(self.model, self.args.learning_rate, self.args.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = math.ceil(total * self.args.warmup_ratio)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
@@ -116,6 +108,21 @@ class TaskModule(pl.LightningModule):
         position = checkpoint.get("nlpbook_position")
         if position and self.train_sampler is not None:
             self.train_sampler.skip_batches(position["epoch"], position["batches"])
+
+
+def make_optimizer(
+    model: torch.nn.Module, learning_rate: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """AdamW with no weight decay on biases and LayerNorm weights (as BERT was trained)."""
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups: list[dict[str, Any]] = [
+        {"params": [], "weight_decay": weight_decay},
+        {"params": [], "weight_decay": 0.0},
+    ]
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            groups[any(part in name for part in no_decay)]["params"].append(parameter)
+    return torch.optim.AdamW(groups, lr=learning_rate)
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
