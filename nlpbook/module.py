@@ -122,7 +122,10 @@ def make_optimizer(
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             groups[any(part in name for part in no_decay)]["params"].append(parameter)
-    return torch.optim.AdamW(groups, lr=learning_rate)
+    # The fused kernel takes about a third of the time of the default one on CPU; the optimizer
+    # step is a fixed cost per batch, so with short, unpadded NSMC batches it matters.
+    device = next(model.parameters()).device
+    return torch.optim.AdamW(groups, lr=learning_rate, fused=device.type in ("cpu", "cuda"))
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
