@@ -5,6 +5,7 @@ args = ClassificationTrainArguments(downstream_model_dir="runs/nsmc", ...)
 export_dir = nlpbook.train(args)
 nlpbook.evaluate(args)
 nlpbook.predict(export_dir, ["재미있는 영화였다"])
+nlpbook.serve(export_dir, port=8000)  # web demo + JSON API
 """
 
 import logging
@@ -14,11 +15,13 @@ from nlpbook.commands import evaluate, train
 from nlpbook.corpus import DataError
 from nlpbook.export import ExportError
 from nlpbook.predictor import Predictor, predict
+from nlpbook.serve import serve
 
 __all__ = [
     "train",
     "evaluate",
     "predict",
+    "serve",
     "Predictor",
     "TrainArguments",
     "ArgumentError",

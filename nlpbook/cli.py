@@ -1,4 +1,4 @@
-"""``nlpbook train|evaluate|predict <task> ...``: a thin map over the Python commands.
+"""``nlpbook train|evaluate <task> ...`` and ``nlpbook predict|serve``: a thin map over the commands.
 
 Options are generated from the task's argument dataclass (name, type, default, ``help``), so the
 command line and ``ClassificationTrainArguments(...)`` can never drift apart. ``--config FILE``
@@ -78,13 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "--config", type=Path, help="JSON file of arguments (CLI options override)"
             )
             add_dataclass_options(task_parser, get_task(name).arguments_class)
-    predict = commands.add_parser("predict", help="predict with an export folder")
-    predict.add_argument("task", nargs="?", choices=task_names(), help="optional: checked against the export")
-    predict.add_argument("--model_dir", required=True, help="export folder (or the downstream_model_dir)")
-    predict.add_argument("--text", action="append", help="a text to predict (repeatable)")
-    predict.add_argument("--input", type=Path, help="file of inputs: .txt (one per line), .tsv/.csv/.jsonl")
-    predict.add_argument("--output", type=Path, help="write JSON lines here instead of stdout")
-    predict.add_argument("--batch_size", type=int, default=64)
+    _add_predict_parser(commands)
+    _add_serve_parser(commands)
     return parser
 
 
@@ -97,25 +92,94 @@ def _arguments(namespace: argparse.Namespace) -> TrainArguments:
     return load_arguments({**values, **given}, cls)
 
 
-def _predict(namespace: argparse.Namespace) -> None:
-    from nlpbook.predictor import Predictor
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by predict and serve: which export, where it runs."""
+    parser.add_argument("--model_dir", required=True, help="export folder (or the downstream_model_dir)")
+    parser.add_argument("--batch_size", type=int, default=64, help="examples per forward pass")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the GPU when there is one)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA GPUs only)")
 
-    predictor = Predictor.from_pretrained(namespace.model_dir, batch_size=namespace.batch_size)
+
+def _add_predict_parser(commands: Any) -> None:
+    predict = commands.add_parser("predict", help="predict with an export folder")
+    predict.add_argument("task", nargs="?", choices=task_names(), help="optional: checked against the export")
+    _add_model_options(predict)
+    predict.add_argument("--text", action="append", help="a text to predict (repeatable)")
+    predict.add_argument("--text_a", action="append", help="pair models: first text (repeatable)")
+    predict.add_argument("--text_b", action="append", help="pair models: second text (repeatable)")
+    predict.add_argument(
+        "--input", type=Path, help="file of inputs: .txt (one per line), .tsv/.csv/.jsonl/.json with a header"
+    )
+    predict.add_argument(
+        "--output", type=Path, help="JSON lines file, written whole or not at all (default: stdout)"
+    )
+    predict.add_argument("--chunk_size", type=int, default=2048, help="inputs encoded and run at a time")
+    predict.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def _add_serve_parser(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="web demo and JSON API for an export folder")
+    _add_model_options(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept other machines")
+    serve.add_argument("--port", type=int, default=8000)
+
+
+def _cli_inputs(namespace: argparse.Namespace) -> list[Any] | None:
+    """The --text / --text_a --text_b inputs, or None for --input; checked before the model loads."""
+    pairs = bool(namespace.text_a or namespace.text_b)
+    given = sum((bool(namespace.text), pairs, namespace.input is not None))
+    if given != 1:
+        raise ArgumentError("give one of --text (repeatable), --text_a with --text_b, or --input FILE")
+    if pairs:
+        if len(namespace.text_a or []) != len(namespace.text_b or []):
+            raise ArgumentError("give as many --text_b as --text_a (one pair each)")
+        return list(zip(namespace.text_a, namespace.text_b, strict=True))
+    return namespace.text
+
+
+def _predict(namespace: argparse.Namespace) -> None:
+    from nlpbook.predictor import Predictor, atomic_output
+
+    inputs = _cli_inputs(namespace)
+    predictor = Predictor.from_pretrained(
+        namespace.model_dir,
+        device=namespace.device,
+        batch_size=namespace.batch_size,
+        dtype="bf16" if namespace.bf16 else None,
+    )
     if namespace.task and namespace.task != predictor.task.name:
         raise ArgumentError(
             f"{namespace.model_dir} holds a {predictor.task.name!r} model, not {namespace.task!r}"
         )
-    if bool(namespace.text) == bool(namespace.input):
-        raise ArgumentError("give either --text (repeatable) or --input FILE")
-    if namespace.text:
-        results = predictor(namespace.text)
-    else:
-        results = predictor.predict_examples(predictor.task.examples_from_file(str(namespace.input)))
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
-    if namespace.output:
-        namespace.output.write_text(lines, encoding="utf-8")
-    else:
-        sys.stdout.write(lines)
+    if inputs is None:
+        summary = predictor.predict_file(
+            namespace.input,
+            namespace.output,
+            chunk_size=namespace.chunk_size,
+            progress=not namespace.no_progress,
+        )
+        if namespace.output is not None:
+            print(f"{summary.examples} predictions written to {summary.output}", file=sys.stderr)
+        return
+    try:
+        results = predictor(inputs)
+    except ValueError as error:  # e.g. --text for a pair model
+        raise ArgumentError(f"{predictor.task.name} model: {error}") from None
+    with atomic_output(namespace.output) as sink:
+        sink.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
+
+
+def _serve(namespace: argparse.Namespace) -> None:
+    from nlpbook.serve import serve
+
+    serve(
+        namespace.model_dir,
+        namespace.host,
+        namespace.port,
+        device=namespace.device,
+        batch_size=namespace.batch_size,
+        bf16=namespace.bf16,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,8 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        if namespace.command == "predict":
-            _predict(namespace)
+        if namespace.command in ("predict", "serve"):
+            (_predict if namespace.command == "predict" else _serve)(namespace)
             return 0
         import nlpbook
 

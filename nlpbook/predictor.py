@@ -1,20 +1,45 @@
-"""Prediction from an export folder, for every task, through the task's own encode/decode."""
+"""Prediction from an export folder, for every task, through the task's own encode/decode.
+
+Inputs go through ``task.encode``, the same code path training used, so prediction can never
+tokenize differently (the book's notebooks did). Long files are encoded and run chunk by chunk:
+only one chunk of features and logits is held at a time, results stream to the output in input
+order, and the output appears under its name only once complete (temp file, then rename).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
+import itertools
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence, Sized
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import torch
 
+from nlpbook.arguments import ArgumentError
 from nlpbook.data import make_loader
 from nlpbook.export import Export, read_export
 from nlpbook.tasks import Features
 
-__all__ = ["Predictor", "predict", "run_model"]
+__all__ = [
+    "Predictor",
+    "FileSummary",
+    "predict",
+    "run_model",
+    "resolve_device",
+    "autocast_dtype",
+    "atomic_output",
+]
+
+logger = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
@@ -47,48 +72,237 @@ def run_model(
     return results  # type: ignore[return-value]
 
 
-class Predictor:
-    """A loaded export: ``Predictor.from_pretrained(dir)(["문장", ...])`` -> one dict per input."""
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` means the GPU when there is one, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ArgumentError(f"device={str(device)!r}, but torch sees no CUDA GPU; use device='cpu'")
+    return resolved
 
-    def __init__(self, export: Export, batch_size: int = 64) -> None:
+
+def autocast_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``--bf16``; refused on CPU, where bf16 matmuls are usually slower."""
+    if dtype is None:
+        return None
+    names = {
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+    }
+    resolved = names.get(dtype, None) if isinstance(dtype, str) else dtype
+    if resolved not in (torch.bfloat16, torch.float16):
+        raise ArgumentError(f"dtype must be bf16 or fp16 (autocast), got {dtype!r}")
+    if device.type != "cuda":
+        raise ArgumentError(
+            f"{resolved} autocast is only offered on a CUDA GPU (device is {device}); "
+            "on CPU predict in float32 (drop --bf16)"
+        )
+    if resolved == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise ArgumentError("this GPU does not support bf16; drop --bf16")
+    return resolved
+
+
+@dataclass
+class FileSummary:
+    """What ``predict_file`` did: counts a caller can print or check."""
+
+    input: str
+    output: str | None
+    examples: int
+    truncated: int
+    seconds: float
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples / self.seconds if self.seconds else 0.0
+
+
+class Predictor:
+    """A loaded export: ``Predictor.from_pretrained(dir)(["문장", ...])`` -> one dict per input.
+
+    A ``str``, ``dict`` (or, for pair models, a ``(text_a, text_b)`` tuple) is one input and gets
+    one dict back; a list is a batch and gets a list back. Results carry ``"truncated": true``
+    when the task cut the input to ``max_seq_length`` tokens (as training did).
+    """
+
+    def __init__(
+        self,
+        export: Export,
+        batch_size: int = 64,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ArgumentError(f"batch_size must be at least 1, got {batch_size}")
         self.export = export
         self.task = export.task
         self.batch_size = batch_size
+        self.device = resolve_device(device)
+        self.dtype = autocast_dtype(dtype, self.device)
+        export.model.to(self.device)
+        export.model.eval()
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: str | Path, device: str | None = None, batch_size: int = 64
+        cls,
+        model_dir: str | Path,
+        device: str | torch.device | None = None,
+        batch_size: int = 64,
+        dtype: str | torch.dtype | None = None,
     ) -> Predictor:
-        return cls(read_export(model_dir, device=device), batch_size=batch_size)
+        """Load an export folder (or a ``downstream_model_dir`` holding one)."""
+        return cls(read_export(model_dir), batch_size=batch_size, device=device, dtype=dtype)
 
     @property
     def label_names(self) -> list[str]:
         return self.export.label_names
 
+    @property
+    def max_seq_length(self) -> int:
+        return self.export.max_seq_length
+
+    # --- in memory -----------------------------------------------------------------------------
     def __call__(self, inputs: Any) -> Any:
-        single = isinstance(inputs, str | dict) or (isinstance(inputs, tuple) and self.task.name == "paircls")
+        single = self.is_single(inputs)
         items = [inputs] if single else list(inputs)
-        results = self.predict_examples([self.task.example_from_input(item) for item in items])
+        examples = []
+        for position, item in enumerate(items):
+            try:
+                examples.append(self.task.example_from_input(item))
+            except ValueError as error:
+                raise ValueError(str(error) if single else f"input {position}: {error}") from None
+        results = self.predict_examples(examples)
+        _warn_truncated(sum(bool(r.get("truncated")) for r in results), len(results), self.max_seq_length)
         return results[0] if single else results
 
+    def is_single(self, inputs: Any) -> bool:
+        """One input or a batch? Strings and dicts are one; a tuple is one if the task takes it
+        as one (a pair), else a batch; lists and other iterables are always batches."""
+        if isinstance(inputs, str | dict):
+            return True
+        if isinstance(inputs, tuple):
+            try:
+                self.task.example_from_input(inputs)
+            except ValueError:
+                return False
+            return True
+        return False
+
     def predict_examples(self, examples: Sequence[Any]) -> list[dict[str, Any]]:
+        """Predictions for task examples (as ``task.example_from_input`` or a reader makes them)."""
         export = self.export
         features = self.task.encode(examples, export.tokenizer, None, export.max_seq_length)
-        logits = run_model(export.model, features, export.tokenizer.pad_token_id, self.batch_size)
+        logits = run_model(export.model, features, export.tokenizer.pad_token_id, self.batch_size, self.dtype)
         by_example: dict[int, list[int]] = {}
         for position, feature in enumerate(features):
             by_example.setdefault(feature["example_index"], []).append(position)
-        return [
-            self.task.decode(
-                example,
-                [features[p] for p in by_example.get(i, [])],
-                [logits[p] for p in by_example.get(i, [])],
-                self.label_names,
-            )
-            for i, example in enumerate(examples)
-        ]
+        results = []
+        for i, example in enumerate(examples):
+            positions = by_example.get(i, [])
+            own = [features[p] for p in positions]
+            result = self.task.decode(example, own, [logits[p] for p in positions], self.label_names)
+            if any("truncated" in f for f in own):  # the task reports truncation: pass it on
+                result["truncated"] = any(f.get("truncated") for f in own)
+            results.append(result)
+        return results
+
+    def iter_predictions(self, examples: Iterable[Any], chunk_size: int = 2048) -> Iterator[dict[str, Any]]:
+        """Predictions in input order, ``chunk_size`` examples encoded and run at a time.
+
+        Each chunk is length-sorted into batches, so a chunk much larger than ``batch_size``
+        keeps padding low while memory stays bounded by the chunk, not the file.
+        """
+        iterator = iter(examples)
+        while chunk := list(itertools.islice(iterator, chunk_size)):
+            yield from self.predict_examples(chunk)
+
+    # --- files -----------------------------------------------------------------------------------
+    def predict_file(
+        self,
+        input: str | Path,
+        output: str | Path | None = None,
+        *,
+        chunk_size: int = 2048,
+        progress: bool = True,
+    ) -> FileSummary:
+        """Predict every input of a file into JSON lines (one per input, in input order).
+
+        The whole input is read and validated first (bad encoding, missing columns, empty text:
+        ``DataError`` naming file and line) so a bad file fails before any output exists. Output
+        goes to a temp file beside ``output`` and is renamed when complete; ``None`` writes to
+        stdout. Each line also carries ``"line"``, the input line it came from.
+        """
+        from tqdm.auto import tqdm
+
+        source = Path(input).expanduser()
+        target = Path(output).expanduser() if output is not None else None
+        if target is not None and target.resolve() == source.resolve():
+            raise ArgumentError(f"--output {target} is the input file; choose another path")
+        started = time.perf_counter()
+        examples = self.task.examples_from_file(str(source))
+        count = truncated = 0
+        total = len(examples) if isinstance(examples, Sized) else None
+        bar = tqdm(total=total, unit="ex", desc="predict", disable=not progress, file=sys.stderr)
+        with bar, atomic_output(target) as sink:
+            for example, result in zip(examples, self.iter_predictions(examples, chunk_size), strict=True):
+                row = getattr(example, "row", None)
+                if row is not None:
+                    result["line"] = row.line
+                sink.write(json.dumps(result, ensure_ascii=False) + "\n")
+                count += 1
+                truncated += bool(result.get("truncated"))
+                bar.update(1)
+        _warn_truncated(truncated, count, self.max_seq_length)
+        summary = FileSummary(
+            str(source), str(target) if target else None, count, truncated, time.perf_counter() - started
+        )
+        logger.info(
+            "predicted %d inputs from %s in %.1fs (%.0f/s)%s",
+            count,
+            source,
+            summary.seconds,
+            summary.examples_per_second,
+            f" -> {target}" if target else "",
+        )
+        return summary
 
 
-def predict(model_dir: str | Path, texts: Iterable[Any], batch_size: int = 64) -> list[dict[str, Any]]:
+def _warn_truncated(truncated: int, total: int, max_seq_length: int) -> None:
+    if truncated:
+        logger.warning(
+            "%d of %d input(s) were longer than max_seq_length=%d tokens and were truncated, as in "
+            'training (marked "truncated": true)',
+            truncated,
+            total,
+            max_seq_length,
+        )
+
+
+@contextmanager
+def atomic_output(path: Path | None) -> Iterator[TextIO]:
+    """A file that appears at ``path`` only when the block finishes without an error."""
+    if path is None:
+        yield sys.stdout
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as sink:
+            yield sink
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def predict(
+    model_dir: str | Path, texts: Iterable[Any], batch_size: int = 64, device: str | None = None
+) -> list[dict[str, Any]]:
     """Predict with an export folder: a label and its probabilities (or entity spans) per input."""
-    return Predictor.from_pretrained(model_dir, batch_size=batch_size)(list(texts))
+    return Predictor.from_pretrained(model_dir, device=device, batch_size=batch_size)(list(texts))

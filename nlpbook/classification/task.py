@@ -128,6 +128,8 @@ class SequenceClassificationTask(Task):
                 "input_ids": encoded["input_ids"][index],
                 "token_type_ids": encoded["token_type_ids"][index],
                 "example_index": index,
+                # the fast tokenizer keeps what truncation cut off: predict reports it to the user
+                "truncated": bool(encoded.encodings[index].overflowing),
             }
             if label_names is not None and example.label is not None:
                 feature["labels"] = label_ids[example.label]
@@ -192,10 +194,15 @@ class SequenceClassificationTask(Task):
             return [TextExample(nonempty(row, "text"), row=row) for row in read_table(source, ["text"])]
         from nlpbook.corpus import read_text
 
-        examples = []
-        for line, text in enumerate(read_text(source).split("\n"), start=1):
+        examples, blank = [], []
+        lines = read_text(source).split("\n")
+        for line, text in enumerate(lines[:-1] if lines[-1] == "" else lines, start=1):
             if text.strip():
                 examples.append(TextExample(text, row=Row(str(source), line, {"text": text})))
+            else:
+                blank.append(line)
+        if blank:  # said, not silent: outputs carry "line" so they still map back to the input
+            logger.warning("%s: skipped %d blank line(s) at line(s) %s", source, len(blank), blank[:10])
         return examples
 
 

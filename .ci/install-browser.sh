@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs Debian's headless Chromium for the end-to-end browser test (tests/test_serve_browser.py).
+# Playwright drives it through executable_path=/usr/bin/chromium; `playwright install` is not used
+# (it downloads its own browser builds, which CI machines without internet cannot do).
+set -euo pipefail
+if [ -x /usr/bin/chromium ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+$SUDO apt-get update
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends chromium chromium-driver

@@ -1,0 +1,44 @@
+"""``nlpbook serve``: a web demo and JSON API for an export folder, on any task.
+
+``nlpbook.serve(model_dir, host, port)`` blocks while serving (as the CLI does). From a notebook
+(Colab included) run it in a background thread; see docs/predict-and-serve.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+__all__ = ["serve"]
+
+logger = logging.getLogger(__name__)
+
+
+def serve(
+    model_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    device: str | None = None,
+    batch_size: int = 64,
+    bf16: bool = False,
+    max_text_chars: int = 5000,
+    max_batch_size: int = 64,
+    log_level: str = "info",
+) -> None:
+    """Load the export in ``model_dir`` and serve ``GET /``, ``GET /health`` and ``POST /predict``.
+
+    Loopback (127.0.0.1) by default: the demo has no authentication, so opening it to other
+    machines (``host="0.0.0.0"``) is a choice the caller makes explicitly.
+    """
+    import uvicorn  # imported here so `import nlpbook` does not pay for the web stack
+
+    from nlpbook.predictor import Predictor
+    from nlpbook.serve.app import Limits, create_app
+
+    predictor = Predictor.from_pretrained(
+        model_dir, device=device, batch_size=batch_size, dtype="bf16" if bf16 else None
+    )
+    app = create_app(predictor, Limits(max_text_chars=max_text_chars, max_batch_size=max_batch_size))
+    logger.info("serving the %s model in %s at http://%s:%d/", predictor.task.name, model_dir, host, port)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
