@@ -11,9 +11,11 @@ import csv
 import io
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["DataError", "Row", "read_text", "read_table", "require_files", "check_labels"]
 
@@ -123,10 +125,9 @@ def _read_json_rows(path: Path, text: str, columns: Sequence[str]) -> list[Row]:
     stripped = text.lstrip()
     if stripped.startswith("["):  # a JSON list of objects (KLUE's layout)
         try:
-            items = json.loads(text)
+            records = _json_list_records(text)
         except json.JSONDecodeError as error:
             raise DataError(path, error.lineno, f"invalid JSON: {error.msg}") from None
-        records = [(None, item) for item in items]
     else:
         records = []
         for line, raw in enumerate(text.split("\n"), start=1):
@@ -150,6 +151,29 @@ def _read_json_rows(path: Path, text: str, columns: Sequence[str]) -> list[Row]:
     if not rows:
         raise DataError(path, None, "no records")
     return rows
+
+
+def _json_list_records(text: str) -> list[tuple[int, Any]]:
+    """The items of a JSON list, each with the line its value starts on (for error messages)."""
+    decoder = json.JSONDecoder()
+    space = re.compile(r"\s*")
+    records: list[tuple[int, Any]] = []
+    position = space.match(text, text.index("[") + 1).end()
+    line, counted = 1, 0
+    if text.startswith("]", position):
+        return records
+    while True:
+        item, end = decoder.raw_decode(text, position)  # raises JSONDecodeError with lineno
+        line += text.count("\n", counted, position)
+        counted = position
+        records.append((line, item))
+        position = space.match(text, end).end()
+        if text.startswith(",", position):
+            position = space.match(text, position + 1).end()
+        elif text.startswith("]", position) and not text[position + 1 :].strip():
+            return records
+        else:
+            raise json.JSONDecodeError("expected ',' or a final ']'", text, position)
 
 
 def require_files(paths: Sequence[Path], download: Callable[[], None] | None, corpus: str) -> None:

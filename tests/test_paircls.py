@@ -347,6 +347,13 @@ def test_klue_nli_json_layout(tmp_path) -> None:
     with pytest.raises(DataError, match="file not found") as error:
         TASK.read(args, "test")
     assert error.value.path.endswith("klue-nli/klue_nli_dev.json")
+    records[1]["gold_label"] = "모순"
+    text = json.dumps(records, ensure_ascii=False, indent=4)
+    (folder / "klue_nli_dev.json").write_text(text, "utf-8")
+    with pytest.raises(DataError, match="gold label '모순'") as error:
+        TASK.read(args, "test")
+    starts = [n for n, line in enumerate(text.split("\n"), start=1) if line.strip() == "{"]
+    assert error.value.line == starts[1]  # the line the JSON record starts on, not its index
     with pytest.raises(ArgumentError, match="downstream_corpus_name"):
         PairClassificationTrainArguments(downstream_model_dir="unused", downstream_corpus_name="nsmc")
 
