@@ -52,15 +52,29 @@ def model_flops_per_token(model: torch.nn.Module) -> float:
     return 6.0 * (sum(p.numel() for p in model.parameters()) - embedding)
 
 
-def loader_for(features: Sequence[Features], batch_size: int, pad_token_id: int, padded_to: int | None,
-               shuffle: bool, seed: int = 0) -> Any:
+def loader_for(
+    features: Sequence[Features],
+    batch_size: int,
+    pad_token_id: int,
+    padded_to: int | None,
+    shuffle: bool,
+    seed: int = 0,
+) -> Any:
     """nlpbook's loader (``padded_to=None``) or the padded baseline (``padded_to=max_seq_length``)."""
-    return make_loader(features, batch_size, pad_token_id, shuffle=shuffle, group_by_length=padded_to is None,
-                       pad_to=padded_to, seed=seed)
+    return make_loader(
+        features,
+        batch_size,
+        pad_token_id,
+        shuffle=shuffle,
+        group_by_length=padded_to is None,
+        pad_to=padded_to,
+        seed=seed,
+    )
 
 
-def time_loop(step: Callable[[dict[str, torch.Tensor]], None], loader: Any, max_batches: int | None,
-              warmup: int = 2) -> dict[str, float]:
+def time_loop(
+    step: Callable[[dict[str, torch.Tensor]], None], loader: Any, max_batches: int | None, warmup: int = 2
+) -> dict[str, float]:
     """Examples/s and tokens/s of ``step`` over the loader's batches, after ``warmup`` batches."""
     examples = tokens = real_tokens = 0
     started = None
@@ -75,8 +89,13 @@ def time_loop(step: Callable[[dict[str, torch.Tensor]], None], loader: Any, max_
             tokens += batch["input_ids"].numel()
             real_tokens += int(batch["attention_mask"].sum())
     seconds = time.perf_counter() - (started or time.perf_counter())
-    return {"examples": examples, "seconds": seconds, "examples_per_s": examples / max(seconds, 1e-9),
-            "tokens_per_batch_row": tokens / max(examples, 1), "padding_share": 1 - real_tokens / max(tokens, 1)}
+    return {
+        "examples": examples,
+        "seconds": seconds,
+        "examples_per_s": examples / max(seconds, 1e-9),
+        "tokens_per_batch_row": tokens / max(examples, 1),
+        "padding_share": 1 - real_tokens / max(tokens, 1),
+    }
 
 
 def training_step_fn(model: torch.nn.Module, learning_rate: float = 5e-5) -> Callable[[dict], None]:
@@ -109,8 +128,15 @@ def inference_step_fn(model: torch.nn.Module) -> Callable[[dict], None]:
 
 
 def compare(
-    model: torch.nn.Module, features: Sequence[Features], pad_token_id: int, *, train: bool, batch_size: int,
-    max_seq_length: int, max_batches: int | None, rounds: int = 2,
+    model: torch.nn.Module,
+    features: Sequence[Features],
+    pad_token_id: int,
+    *,
+    train: bool,
+    batch_size: int,
+    max_seq_length: int,
+    max_batches: int | None,
+    rounds: int = 2,
 ) -> dict[str, dict[str, float]]:
     """Best-of-``rounds`` throughput of nlpbook's batching vs padding to ``max_seq_length``.
 

@@ -15,7 +15,7 @@ import statistics
 import time
 
 import torch
-from common import SHARED_DATA, compare, kcbert_tokenizer, model_flops_per_token, small_bert
+from common import SHARED_DATA, compare, kcbert_tokenizer, small_bert
 from transformers import AutoModelForSequenceClassification
 
 from nlpbook.classification import TASK, ClassificationTrainArguments
@@ -29,8 +29,9 @@ def main() -> None:
     options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    args = ClassificationTrainArguments(downstream_corpus_root_dir=str(SHARED_DATA / "korpora"),
-                                        downstream_model_dir="unused")
+    args = ClassificationTrainArguments(
+        downstream_corpus_root_dir=str(SHARED_DATA / "korpora"), downstream_model_dir="unused"
+    )
     tokenizer = kcbert_tokenizer()
     examples = TASK.read(args, "train")
     labels = TASK.label_names(examples)
@@ -41,25 +42,38 @@ def main() -> None:
         features = TASK.encode(examples, tokenizer, labels, options.max_seq_length)
         timings.append(time.perf_counter() - started)
     lengths = sorted(len(f["input_ids"]) for f in features)
-    print(f"featurization: {len(features)} rows in {min(timings):.2f}s (best of 3) = "
-          f"{len(features) / min(timings):,.0f} rows/s")
-    print(f"token lengths: median {statistics.median(lengths)}, p90 {lengths[int(0.9 * len(lengths))]}, "
-          f"p99 {lengths[int(0.99 * len(lengths))]}, mean {statistics.fmean(lengths):.1f}")
+    print(
+        f"featurization: {len(features)} rows in {min(timings):.2f}s (best of 3) = "
+        f"{len(features) / min(timings):,.0f} rows/s"
+    )
+    print(
+        f"token lengths: median {statistics.median(lengths)}, p90 {lengths[int(0.9 * len(lengths))]}, "
+        f"p99 {lengths[int(0.99 * len(lengths))]}, mean {statistics.fmean(lengths):.1f}"
+    )
 
     torch.set_num_threads(torch.get_num_threads())
     model = small_bert(AutoModelForSequenceClassification, num_labels=len(labels))
     subset = features[: options.rows]
-    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
-          f"{model.config.num_hidden_layers} layers x {model.config.hidden_size} hidden; "
-          f"{torch.get_num_threads()} threads; {len(subset)} rows, batch {options.batch_size}")
+    print(
+        f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
+        f"{model.config.num_hidden_layers} layers x {model.config.hidden_size} hidden; "
+        f"{torch.get_num_threads()} threads; {len(subset)} rows, batch {options.batch_size}"
+    )
     batches = len(subset) // options.batch_size - 2
-    result = compare(model, subset, tokenizer.pad_token_id, train=True, batch_size=options.batch_size,
-                     max_seq_length=options.max_seq_length, max_batches=batches)
-    flops = model_flops_per_token(model)
+    result = compare(
+        model,
+        subset,
+        tokenizer.pad_token_id,
+        train=True,
+        batch_size=options.batch_size,
+        max_seq_length=options.max_seq_length,
+        max_batches=batches,
+    )
     for name, r in result.items():
-        print(f"{name:8s} {r['examples_per_s']:8.1f} examples/s  {r['tokens_per_batch_row']:6.1f} tokens/row  "
-              f"padding {r['padding_share']:.0%}  ~{flops * r['examples_per_s'] * r['tokens_per_batch_row'] / 1e9:.1f}"
-              " GFLOP/s")
+        print(
+            f"{name:8s} {r['examples_per_s']:8.1f} examples/s  {r['tokens_per_batch_row']:6.1f} tokens/row  "
+            f"padding {r['padding_share']:.0%}"
+        )
     print(f"speedup_vs_padded={result['dynamic']['examples_per_s'] / result['padded']['examples_per_s']:.2f}")
 
 

@@ -1,0 +1,108 @@
+"""Arguments: the book's names, validation at construction, and a CLI generated from them."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from nlpbook.arguments import ArgumentError
+from nlpbook.classification import ClassificationTrainArguments
+from nlpbook.cli import build_parser
+
+BOOK_FIELDS = [
+    "pretrained_model_name",
+    "downstream_corpus_name",
+    "downstream_corpus_root_dir",
+    "downstream_model_dir",
+    "max_seq_length",
+    "save_top_k",
+    "monitor",
+    "seed",
+    "overwrite_cache",
+    "force_download",
+    "test_mode",
+    "learning_rate",
+    "epochs",
+    "batch_size",
+    "cpu_workers",
+    "fp16",
+    "tpu_cores",
+]
+
+
+def test_the_books_cell_works_as_written():
+    args = ClassificationTrainArguments(
+        pretrained_model_name="beomi/kcbert-base",
+        downstream_corpus_name="nsmc",
+        downstream_corpus_root_dir="/content/Korpora",
+        downstream_model_dir="/gdrive/My Drive/nlpbook/checkpoint-doccls",
+        batch_size=32,
+        learning_rate=5e-5,
+        max_seq_length=128,
+        epochs=3,
+        tpu_cores=0,
+        seed=7,
+    )
+    assert {f.name for f in fields(args)} >= set(BOOK_FIELDS)
+    assert args.resolved_precision == "32-true"
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ArgumentError) as error:
+        ClassificationTrainArguments(
+            downstream_model_dir="x",
+            batch_size=0,
+            tpu_cores=4,
+            monitor="lowest loss",
+            fp16=True,
+            precision="bf16-mixed",
+            warmup_ratio=1.5,
+        )
+    message = str(error.value)
+    for part in (
+        "batch_size must be >= 1",
+        "tpu_cores must be 0, 1 or 8",
+        "monitor must look like",
+        "fp16=True conflicts",
+        "warmup_ratio",
+    ):
+        assert part in message
+
+
+def test_model_dir_is_required():
+    with pytest.raises(ArgumentError, match="downstream_model_dir is required"):
+        ClassificationTrainArguments()
+
+
+def test_fp16_maps_to_mixed_precision():
+    assert ClassificationTrainArguments(downstream_model_dir="x", fp16=True).resolved_precision == "16-mixed"
+
+
+def test_cli_options_are_generated_from_the_dataclass():
+    parser = build_parser()
+    namespace = parser.parse_args(
+        [
+            "train",
+            "classification",
+            "--downstream_model_dir",
+            "d",
+            "--fp16",
+            "--batch_size",
+            "8",
+            "--precision",
+            "bf16-mixed",
+            "--seed",
+            "3",
+        ]
+    )
+    assert namespace.fp16 is True and namespace.batch_size == 8 and namespace.precision == "bf16-mixed"
+    help_text = (
+        parser._subparsers._group_actions[0]
+        .choices["train"]
+        ._subparsers._group_actions[0]
+        .choices["classification"]
+        .format_help()
+    )
+    for f in fields(ClassificationTrainArguments):
+        assert f"--{f.name}" in help_text

@@ -1,0 +1,69 @@
+"""Batching: per-batch padding, length grouping, exact mid-epoch skipping."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from nlpbook.data import Collator, LengthGroupedSampler, make_loader
+
+
+def features(lengths: list[int], token_labels: bool = False) -> list[dict]:
+    out = []
+    for i, n in enumerate(lengths):
+        feature = {"input_ids": list(range(2, 2 + n)), "token_type_ids": [0] * n, "example_index": i}
+        feature["labels"] = [1] * n if token_labels else i % 2
+        out.append(feature)
+    return out
+
+
+def test_dynamic_padding_pads_to_the_longest_in_the_batch():
+    lengths = [random.Random(i).randint(3, 90) for i in range(200)]
+    loader = make_loader(features(lengths), 16, pad_token_id=0, shuffle=True, seed=1)
+    seen = 0
+    for batch in loader:
+        real = batch["attention_mask"].sum(-1)
+        assert batch["input_ids"].shape[1] == int(real.max()), "no batch is longer than its longest example"
+        assert torch.equal(real, torch.tensor([lengths[i] for i in batch["feature_index"].tolist()]))
+        seen += len(real)
+    assert seen == len(lengths)
+
+
+def test_padding_to_max_length_is_an_option():
+    batch = Collator(pad_token_id=0, pad_to=128)([{"input_ids": [2, 5, 3], "labels": 1}])
+    assert batch["input_ids"].shape == (1, 128)
+    assert batch["attention_mask"].sum() == 3
+
+
+def test_token_labels_are_padded_with_minus_100():
+    batch = Collator(pad_token_id=0)(features([3, 5], token_labels=True))
+    assert batch["labels"].tolist()[0] == [1, 1, 1, -100, -100]
+
+
+def test_length_grouping_removes_most_padding():
+    lengths = [random.Random(i).choice([5, 8, 12, 16, 20, 30, 60, 120]) for i in range(2000)]
+    share = {}
+    for grouped in (True, False):
+        loader = make_loader(features(lengths), 32, 0, shuffle=True, group_by_length=grouped, seed=3)
+        padded = sum(b["input_ids"].numel() for b in loader)
+        share[grouped] = 1 - sum(lengths) / padded
+    assert share[True] < 0.05 < 0.3 < share[False]
+
+
+def test_sampler_is_a_permutation_that_changes_per_epoch():
+    sampler = LengthGroupedSampler([i % 37 for i in range(500)], batch_size=16, seed=0)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert sorted(first) == sorted(second) == list(range(500))
+    assert first != second
+
+
+def test_sampler_skips_exactly_the_batches_already_trained():
+    sampler = LengthGroupedSampler([i % 23 for i in range(300)], batch_size=10, seed=5)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    sampler.skip_batches(epoch=2, batches=7)
+    assert list(sampler) == full[70:]
+    assert list(sampler) == full, "the skip applies to one iteration only"
