@@ -28,6 +28,7 @@ Split = Literal["train", "test"]
 # One line per task: name -> "module:attribute" (imported lazily so `nlpbook --help` stays fast).
 TASKS: dict[str, str] = {
     "classification": "nlpbook.classification.task:TASK",
+    "ner": "nlpbook.ner.task:TASK",
     "paircls": "nlpbook.paircls.task:TASK",
 }
 

@@ -1,0 +1,239 @@
+"""Named-entity recognition: the book's corpus, Naver NER 2018, KLUE-NER or a user's file.
+
+The task only supplies what differs from the others: the corpus layouts, the BIO label set read
+from the training data, sub-token alignment (``align.py``), seqeval metrics over whole sentences
+(windows reassembled first) and a decoder that returns character spans.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+from transformers import AutoModelForTokenClassification
+
+from nlpbook.arguments import TrainArguments, option
+from nlpbook.classification.task import _korpora_fetch  # shared Korpora download (offline first)
+from nlpbook.corpus import DataError, Row, read_table, read_text, require_files
+from nlpbook.ner import align
+from nlpbook.ner.formats import NERExample, read_ner_file
+from nlpbook.tasks import Features, Split, Task
+
+__all__ = ["NERTrainArguments", "NERTask", "TASK", "CORPORA", "corpus_files"]
+
+logger = logging.getLogger(__name__)
+
+# corpus name -> (format, train file, test file) under <downstream_corpus_root_dir>/<corpus name>/.
+# Naver NER 2018 has no test file: every 10th sentence of train_data is held out (see read_naver).
+CORPORA: dict[str, tuple[str, str, str]] = {
+    "ner": ("book", "train.txt", "val.txt"),
+    "naver_changwon_ner": ("naver", "train_data", "train_data"),
+    "klue-ner": ("klue", "klue-ner-v1.1_train.tsv", "klue-ner-v1.1_dev.tsv"),
+}
+NAVER_HELD_OUT = 10  # sentence k goes to the test split when k % 10 == 9
+
+
+@dataclass
+class NERTrainArguments(TrainArguments):
+    """Arguments for named-entity recognition; defaults train on the book's NER corpus."""
+
+    task: ClassVar[str] = "ner"
+    default_corpus_name: ClassVar[str] = "ner"
+
+    ner_format: Literal["auto", "book", "naver", "klue", "conll"] = option(
+        "format of --train_file/--test_file (downstream_corpus_name='custom'); 'auto' guesses it",
+        default="auto",
+    )
+    repair_tags: bool = option(
+        "read an I- tag that follows no entity of its type as B- (logged with its lines) "
+        "instead of stopping with an error",
+        default=False,
+    )
+
+    def problems(self) -> list[str]:
+        found = super().problems()
+        known = (*CORPORA, "custom")
+        if self.downstream_corpus_name not in known:
+            found.append(
+                f"downstream_corpus_name must be one of {known}, got {self.downstream_corpus_name!r}"
+            )
+        return found
+
+
+def corpus_files(args: NERTrainArguments) -> list[Path]:
+    fmt, train, test = CORPORA[args.downstream_corpus_name]
+    folder = args.corpus_root / args.downstream_corpus_name
+    return sorted({folder / train, folder / test})
+
+
+class NERTask(Task):
+    name = "ner"
+    arguments_class = NERTrainArguments
+    model_class = AutoModelForTokenClassification
+
+    # --- reading -----------------------------------------------------------------------------
+    def read(self, args: NERTrainArguments, split: Split) -> list[NERExample]:
+        # A file given for a split wins over the corpus's own (as in classification), so a model
+        # trained on a corpus can be scored on another file with --test_file.
+        path = args.train_file if split == "train" else args.test_file
+        if path is not None:
+            return read_ner_file(path, args.ner_format, args.repair_tags)
+        corpus = args.downstream_corpus_name
+        if corpus == "custom":
+            raise DataError(
+                f"--{split}_file", None, "not given (needed with downstream_corpus_name='custom')"
+            )
+        fmt, train, test = CORPORA[corpus]
+        paths = corpus_files(args)
+        if args.force_download:
+            for path in paths:
+                path.unlink(missing_ok=True)
+        download = (
+            (lambda: _korpora_fetch(corpus, args.corpus_root)) if corpus == "naver_changwon_ner" else None
+        )
+        require_files(paths, download, corpus)
+        folder = args.corpus_root / corpus
+        examples = read_ner_file(folder / (train if split == "train" else test), fmt, args.repair_tags)  # type: ignore[arg-type]
+        if corpus == "naver_changwon_ner":
+            held_out = split == "test"
+            examples = [
+                e for k, e in enumerate(examples) if (k % NAVER_HELD_OUT == NAVER_HELD_OUT - 1) == held_out
+            ]
+        return examples
+
+    # --- labels ------------------------------------------------------------------------------
+    def label_names(self, train_examples: Sequence[NERExample]) -> list[str]:
+        types = sorted({e.type for example in train_examples for e in example.entities or ()})
+        if not types:
+            where = (
+                train_examples[0].row.path if train_examples and train_examples[0].row else "training data"
+            )
+            raise DataError(where, None, "no entities in the training data: nothing to learn")
+        return ["O"] + [f"{prefix}-{kind}" for kind in types for prefix in ("B", "I")]
+
+    def check_labels(self, examples: Sequence[NERExample], label_names: Sequence[str]) -> None:
+        known = sorted({name[2:] for name in label_names if name != "O"})
+        for example in examples:
+            for entity in example.entities or ():
+                if entity.type not in known:
+                    path = example.row.path if example.row else "input"
+                    raise DataError(
+                        path,
+                        entity.line,
+                        f"entity type {entity.type!r} is not one of the model's types {known}",
+                    )
+
+    # --- encoding, scoring, decoding ---------------------------------------------------------
+    def encode(
+        self,
+        examples: Sequence[NERExample],
+        tokenizer: Any,
+        label_names: Sequence[str] | None,
+        max_seq_length: int,
+        pad_to_max_length: bool = False,
+    ) -> list[Features]:
+        return align.encode(examples, tokenizer, label_names, max_seq_length, pad_to_max_length)
+
+    def metrics(
+        self, predictions: Sequence[np.ndarray], features: Sequence[Features], label_names: Sequence[str]
+    ) -> dict[str, Any]:
+        """Entity-level precision/recall/F1 (seqeval, micro and per type) over whole sentences,
+        and the accuracy of sub-token tags at the positions the loss uses."""
+        by_example: dict[int, list[int]] = {}
+        for position, feature in enumerate(features):
+            by_example.setdefault(feature["example_index"], []).append(position)
+        gold: list[list[str]] = []
+        predicted: list[list[str]] = []
+        spans = {"gold": 0, "predicted": 0, "matched": 0}
+        for positions in by_example.values():
+            merged = align.merge_windows(
+                [features[p] for p in positions], [predictions[p] for p in positions]
+            )
+            tags = [label_names[int(v[i])] for _, _, i, v in merged]
+            pairs = [
+                (label_names[f["labels"][i]], tag)
+                for (_, f, i, _), tag in zip(merged, tags, strict=True)
+                if f["labels"][i] != align.IGNORE_INDEX
+            ]
+            if pairs:
+                gold.append([g for g, _ in pairs])
+                predicted.append([p for _, p in pairs])
+            entities = features[positions[0]].get("entities")
+            if entities is not None:
+                found = set(align.spans_from_tags([offset for offset, *_ in merged], tags))
+                truth = {(e.type, e.start, e.end) for e in entities}
+                spans["gold"] += len(truth)
+                spans["predicted"] += len(found)
+                spans["matched"] += len(truth & found)
+        tokens = sum(len(s) for s in gold)
+        correct = sum(
+            g == p for gs, ps in zip(gold, predicted, strict=True) for g, p in zip(gs, ps, strict=True)
+        )
+        report = classification_report(gold, predicted, output_dict=True, zero_division=0)
+        return {
+            "precision": float(precision_score(gold, predicted, zero_division=0)),
+            "recall": float(recall_score(gold, predicted, zero_division=0)),
+            "f1": float(f1_score(gold, predicted, zero_division=0)),
+            "token_accuracy": correct / tokens if tokens else 0.0,
+            # exact character spans, as predict returns them, against the annotated spans: lower
+            # than "f1" by the entities whose boundary falls inside a sub-token (see align.py)
+            "span_f1": _f1(spans["matched"], spans["predicted"], spans["gold"]),
+            "per_type": {
+                kind: {
+                    "precision": float(scores["precision"]),
+                    "recall": float(scores["recall"]),
+                    "f1": float(scores["f1-score"]),
+                    "support": int(scores["support"]),
+                }
+                for kind, scores in report.items()
+                if not kind.endswith(" avg")
+            },
+            "sentences": len(gold),
+        }
+
+    def decode(
+        self,
+        example: NERExample,
+        features: Sequence[Features],
+        logits: Sequence[np.ndarray],
+        label_names: Sequence[str],
+    ) -> dict[str, Any]:
+        merged = align.merge_windows(features, logits)
+        offsets = [offset for offset, *_ in merged]
+        tags = [label_names[int(v[i].argmax())] for _, _, i, v in merged]
+        entities = [
+            {"type": kind, "start": start, "end": end, "word": example.text[start:end]}
+            for kind, start, end in align.spans_from_tags(offsets, tags)
+        ]
+        return {"text": example.text, "entities": entities}
+
+    def example_from_input(self, item: Any) -> NERExample:
+        text = item.get("text") if isinstance(item, dict) else item
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"expected a non-empty sentence to tag, got {item!r}")
+        return NERExample(text)
+
+    def examples_from_file(self, path: str) -> list[NERExample]:
+        """Sentences to tag: a .txt file with one sentence a line, or .jsonl/.json/.tsv with "text"."""
+        source = Path(path)
+        if source.suffix.lower() in (".jsonl", ".json", ".tsv", ".csv"):
+            rows = read_table(source, ["text"])
+        else:
+            lines = read_text(source).split("\n")
+            rows = [Row(str(source), n, {"text": t}) for n, t in enumerate(lines, start=1) if t.strip()]
+        for row in rows:
+            if not row.values["text"].strip():
+                raise row.error("empty sentence")
+        return [NERExample(row.values["text"], row=row) for row in rows]
+
+
+def _f1(matched: int, predicted: int, gold: int) -> float:
+    return 2 * matched / (predicted + gold) if predicted + gold else 0.0
+
+
+TASK = NERTask()
