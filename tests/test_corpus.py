@@ -1,0 +1,102 @@
+"""Bad data fails before training starts, naming the file, the line and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import nlpbook
+from nlpbook.classification import ClassificationTrainArguments
+from nlpbook.corpus import DataError, read_table
+
+GOOD_TRAIN = "text\tlabel\n좋은 영화\tpos\n나쁜 영화\tneg\n"
+
+
+def run(tmp_path: Path, train: str, test: str = GOOD_TRAIN, **kw) -> DataError:
+    (tmp_path / "train.tsv").write_bytes(train.encode("utf-8") if isinstance(train, str) else train)
+    (tmp_path / "test.tsv").write_text(test, encoding="utf-8")
+    args = ClassificationTrainArguments(
+        pretrained_model_name=str(tmp_path / "no-model-needed"),  # data is checked before the model loads
+        downstream_model_dir=str(tmp_path / "out"),
+        train_file=str(tmp_path / "train.tsv"),
+        test_file=str(tmp_path / "test.tsv"),
+        **kw,
+    )
+    with pytest.raises(DataError) as error:
+        nlpbook.train(args)
+    assert not (tmp_path / "out" / "last.ckpt").exists()
+    return error.value
+
+
+@pytest.mark.parametrize(
+    ("train", "line", "expected"),
+    [
+        (
+            "text\tlabel\n좋은 영화\tpos\n나쁜 영화\n",
+            3,
+            "expected 2 tab-separated columns (text, label), found 1",
+        ),
+        ("text\tlabel\n좋은 영화\tpos\t추가\n", 2, "expected 2 tab-separated columns"),
+        ("document\tlabel\n좋은 영화\tpos\n", 1, "header is missing column(s) ['text']"),
+        ("text\tlabel\n좋은 영화\tpos\n   \tneg\n", 3, "column 'text' is empty"),
+        ("text\tlabel\n좋은 영화\t\n", 2, "column 'label' is empty"),
+        ("", None, "file is empty"),
+        ("text\tlabel\n좋은 영화\tpos\n".encode() + "나쁜\tneg\n".encode("cp949"), 3, "not valid UTF-8"),
+    ],
+)
+def test_bad_training_file(tmp_path, train, line, expected):
+    error = run(tmp_path, train)
+    assert error.path.endswith("train.tsv") and error.line == line
+    assert expected in str(error)
+
+
+def test_unknown_label_in_the_test_file(tmp_path):
+    error = run(tmp_path, GOOD_TRAIN, "text\tlabel\n좋은 영화\tpos\n그저 그런 영화\tneutral\n")
+    assert error.path.endswith("test.tsv") and error.line == 3
+    assert "label 'neutral' is not one of the model's labels ['neg', 'pos']" in str(error)
+
+
+def test_missing_file_is_named(tmp_path):
+    (tmp_path / "test.tsv").write_text(GOOD_TRAIN, encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.tsv: file not found"):
+        nlpbook.train(
+            ClassificationTrainArguments(
+                downstream_model_dir=str(tmp_path / "o"),
+                train_file=str(tmp_path / "train.tsv"),
+                test_file=str(tmp_path / "test.tsv"),
+            )
+        )
+
+
+def test_bom_crlf_csv_and_jsonl_simply_work(tmp_path):
+    (tmp_path / "a.tsv").write_bytes('\ufefftext\tlabel\r\n좋은 "영화"\tpos\r\n'.encode())
+    (tmp_path / "a.csv").write_text('text,label\n"좋은, 영화",pos\n', encoding="utf-8")
+    (tmp_path / "a.jsonl").write_text('{"text": "좋은 영화", "label": "pos"}\n', encoding="utf-8")
+    assert read_table(tmp_path / "a.tsv", ["text", "label"])[0].values["text"] == '좋은 "영화"'
+    assert read_table(tmp_path / "a.csv", ["text", "label"])[0].values["text"] == "좋은, 영화"
+    assert read_table(tmp_path / "a.jsonl", ["text", "label"])[0].line == 1
+
+
+def test_nsmc_missing_offline_gives_a_clear_error(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr("Korpora.Korpora.fetch", offline)
+    args = ClassificationTrainArguments(
+        downstream_corpus_root_dir=str(tmp_path), downstream_model_dir=str(tmp_path / "o")
+    )
+    with pytest.raises(DataError, match="download of 'nsmc' failed .*Offline"):
+        nlpbook.train(args)
+
+
+def test_real_nsmc_reads_offline(shared_data, monkeypatch):
+    monkeypatch.setattr("Korpora.Korpora.fetch", lambda *a, **k: pytest.fail("went online"))
+    from nlpbook.classification import TASK
+
+    args = ClassificationTrainArguments(
+        downstream_corpus_root_dir=str(shared_data / "korpora"), downstream_model_dir="unused"
+    )
+    test = TASK.read(args, "test")
+    assert len(test) == 25_000 - 2  # the two empty reviews are left out, with a warning
+    assert {e.label for e in test} == {"negative", "positive"}
