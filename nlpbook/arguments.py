@@ -86,6 +86,11 @@ class TrainArguments:
         "also refresh last.ckpt every N optimizer steps, so a disconnect loses at most N steps",
         default=None,
     )
+    save_every_n_minutes: float | None = option(
+        "also refresh last.ckpt every N minutes of training, so a disconnect loses at most that much "
+        "(none: only at epoch ends and every save_every_n_steps)",
+        default=30.0,
+    )
     val_check_interval: float | None = option(
         "validate every N batches (int) or fraction of an epoch (float); default once per epoch",
         default=None,
@@ -164,6 +169,8 @@ class TrainArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 found.append(f"{name} must be >= 1 when given, got {value}")
+        if self.save_every_n_minutes is not None and not self.save_every_n_minutes > 0:
+            found.append(f"save_every_n_minutes must be > 0 when given, got {self.save_every_n_minutes}")
         if self.max_steps == 0 or self.max_steps < -1:
             found.append(f"max_steps must be -1 (no limit) or >= 1, got {self.max_steps}")
         if self.downstream_corpus_name == "custom" and not (self.train_file or self.test_file):

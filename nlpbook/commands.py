@@ -17,7 +17,7 @@ from nlpbook.export import EXPORT_DIR, read_export, write_export
 from nlpbook.module import TaskModule
 from nlpbook.predictor import run_model
 from nlpbook.tasks import Task, get_task
-from nlpbook.trainer import build_trainer, last_checkpoint
+from nlpbook.trainer import build_trainer, last_checkpoint, run_lock
 
 __all__ = ["train", "evaluate", "load_pretrained"]
 
@@ -38,7 +38,9 @@ def load_pretrained(args: TrainArguments, task: Task, label_names: list[str]) ->
     from transformers import AutoConfig, AutoTokenizer
 
     name = args.pretrained_model_name
+    _check_model_folder(name)
     config = AutoConfig.from_pretrained(name)
+    _check_encoder(name, config)
     limit = getattr(config, "max_position_embeddings", None)
     if limit is not None and args.max_seq_length > limit:
         raise ArgumentError(
@@ -49,6 +51,12 @@ def load_pretrained(args: TrainArguments, task: Task, label_names: list[str]) ->
         raise ArgumentError(
             f"{name}: nlpbook needs a fast (Rust) tokenizer; tokenizer.json or vocab.txt is missing"
         )
+    vocab_size = getattr(config, "vocab_size", None)
+    if vocab_size and len(tokenizer) > vocab_size:
+        raise ArgumentError(
+            f"{name}: the tokenizer has {len(tokenizer)} tokens but the model's embeddings hold only "
+            f"{vocab_size}; the tokenizer files belong to another model"
+        )
     config.num_labels = len(label_names)
     config.id2label = dict(enumerate(label_names))
     config.label2id = {label: i for i, label in enumerate(label_names)}
@@ -57,6 +65,46 @@ def load_pretrained(args: TrainArguments, task: Task, label_names: list[str]) ->
     else:
         model = task.model_class.from_pretrained(name, config=config)
     return tokenizer, model
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+
+
+def _check_model_folder(name: str) -> None:
+    """A local pretrained_model_name must hold a config and a tokenizer.
+
+    Without its vocabulary, transformers quietly builds an empty tokenizer that turns every word
+    into [UNK]: training would run and learn nothing.
+    """
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        if name.startswith(("/", ".", "~")) or name.count("/") > 1:
+            raise ArgumentError(f"pretrained_model_name {name}: folder not found")
+        return  # a hub name such as beomi/kcbert-base
+    if not (folder / "config.json").is_file():
+        raise ArgumentError(f"pretrained_model_name {name}: config.json not found in the folder")
+    if not any((folder / file).is_file() for file in TOKENIZER_FILES):
+        raise ArgumentError(
+            f"pretrained_model_name {name}: no tokenizer in the folder (expected one of "
+            f"{', '.join(TOKENIZER_FILES)}); save the tokenizer there with tokenizer.save_pretrained"
+        )
+
+
+def _check_encoder(name: str, config: Any) -> None:
+    """Every task head here sits on a bidirectional encoder (BERT, RoBERTa, ELECTRA, ...).
+
+    GPT-style decoders and T5/BART encoder-decoders have classification heads in transformers,
+    but they need other inputs (no [CLS], no token_type_ids, a pad token GPT-2 lacks) and would
+    fail mid-training or train badly; the models that have a masked-LM head are the encoders.
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    kind = getattr(config, "model_type", "unknown")
+    if getattr(config, "is_encoder_decoder", False) or kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        raise ArgumentError(
+            f"pretrained_model_name {name} is a {kind!r} model, not a BERT-style encoder; nlpbook "
+            "fine-tunes encoders such as bert (beomi/kcbert-base), roberta, electra or xlm-roberta"
+        )
 
 
 def _check_model_dir(args: TrainArguments) -> Path | None:
@@ -79,6 +127,11 @@ def _limit(examples: list[Any], limit: int | None) -> list[Any]:
 def train(args: TrainArguments) -> Path:
     """Fine-tune, checkpoint into ``downstream_model_dir`` and write its export; returns the export folder."""
     task = _task_of(args)
+    with run_lock(args.model_dir):  # a second run on the same folder is refused, not interleaved
+        return _train(args, task)
+
+
+def _train(args: TrainArguments, task: Task) -> Path:
     resume_from = _check_model_dir(args)
     if args.seed is not None:
         pl.seed_everything(args.seed, workers=True, verbose=False)

@@ -37,7 +37,9 @@ class TaskModule(pl.LightningModule):
         val_features: Sequence[Features] = (),
     ) -> None:
         super().__init__()
-        self.model = model
+        # from_pretrained returns the model in eval mode, and Lightning 2.x keeps the mode it finds:
+        # without this, dropout would be off for the whole of training.
+        self.model = model.train()
         self.args = args
         self.task = task
         self.label_names = list(label_names)
@@ -99,14 +101,32 @@ class TaskModule(pl.LightningModule):
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    # --- exact mid-epoch resume: remember how far into the epoch the checkpoint was taken -------
+    # --- exact resume: a run restarted from any checkpoint trains like one never stopped --------
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Dropout masks depend only on (seed, epoch, batch), not on what else drew random numbers
+        # before (DataLoader iterators, validation), so they are the same after a resume.
+        if self.args.seed is not None:
+            seed = np.random.SeedSequence([self.args.seed, self.current_epoch, batch_idx])
+            torch.manual_seed(int(seed.generate_state(1)[0]))
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
-        checkpoint["nlpbook_position"] = {"epoch": self.current_epoch, "batches": progress.processed}
+        """Record where the next training batch comes from: (epoch, batches of it already done)."""
+        loop = self.trainer.fit_loop
+        epoch = loop.epoch_progress.current
+        done = loop.epoch_loop.batch_progress.current.processed
+        # Saved after the epoch's last batch (or in its end hooks): Lightning resumes at the next
+        # epoch, whose sampler order starts from the beginning.
+        if epoch.processed > epoch.completed or done >= self.trainer.num_training_batches:
+            checkpoint["nlpbook_position"] = {"epoch": epoch.completed + 1, "batches": 0}
+        else:
+            checkpoint["nlpbook_position"] = {"epoch": epoch.completed, "batches": done}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         position = checkpoint.get("nlpbook_position")
         if position and self.train_sampler is not None:
+            # set_epoch now, not only when Lightning does: with cpu_workers > 0 the DataLoader
+            # draws its first indices as soon as Lightning creates the iterator, before that call.
+            self.train_sampler.set_epoch(position["epoch"])
             self.train_sampler.skip_batches(position["epoch"], position["batches"])
 
 
