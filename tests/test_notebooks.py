@@ -1,0 +1,207 @@
+"""Execute every notebook in notebooks/ top to bottom, as CI does, on the tiny offline BERT.
+
+The notebooks are not edited: a cell with CI's values goes in right after the cell tagged
+``parameters`` (papermill's convention), and one last cell prints what the notebook left behind
+(``predictions``, the resume step counts) as JSON, which the test checks. A cell that raises fails
+the test with the cell's traceback; the executed copy is saved beside the run for reading.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import write_tsv
+from tiny_bert import toy_sentiment
+
+nbformat = pytest.importorskip("nbformat", reason="the notebook tests need the dev extras")
+nbclient = pytest.importorskip("nbclient", reason="the notebook tests need the dev extras")
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+RESULT_MARKER = "NLPBOOK-NOTEBOOK-RESULT "
+CELL_TIMEOUT_S = 300
+# What a notebook may import from nlpbook: the package itself and the book's task modules.
+PUBLIC_MODULES = {"nlpbook", "nlpbook.classification", "nlpbook.paircls", "nlpbook.ner"}
+
+RESULT_CELL = f"""
+import json as _json
+
+print({RESULT_MARKER!r} + _json.dumps(
+    {{
+        "predictions": predictions,
+        "steps_before": steps_before,
+        "steps_after": steps_after,
+        "demo": globals().get("demo_response"),
+    }},
+    ensure_ascii=False,
+    default=str,
+))
+"""
+
+
+# --- notebook plumbing ---------------------------------------------------------------------------
+def notebook_paths() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+def parameters_index(notebook: Any) -> int:
+    tagged = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"expected exactly one cell tagged 'parameters', found {len(tagged)}"
+    return tagged[0]
+
+
+def inject(notebook: Any, overrides: dict[str, Any]) -> Any:
+    """Put CI's values right after the parameters cell and a result-printing cell at the end."""
+    source = "# Injected by tests/test_notebooks.py\n" + "\n".join(
+        f"{name} = {value!r}" for name, value in overrides.items()
+    )
+    injected = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    notebook.cells.insert(parameters_index(notebook) + 1, injected)
+    notebook.cells.append(nbformat.v4.new_code_cell(RESULT_CELL.strip()))
+    return notebook
+
+
+def kernel_manager(spec_root: Path) -> Any:
+    """A kernel running this very interpreter, whatever kernels are (or are not) registered."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    spec = spec_root / "nlpbook-test"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "nlpbook test kernel",
+                "language": "python",
+            }
+        ),
+        encoding="utf-8",
+    )
+    return KernelManager(
+        kernel_name="nlpbook-test", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_root)])
+    )
+
+
+def execute(path: Path, overrides: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """Run the notebook in ``workdir``; return the JSON its result cell printed, plus how many
+    pictures the notebook drew."""
+    notebook = inject(nbformat.read(path, as_version=4), overrides)
+    client = nbclient.NotebookClient(
+        notebook,
+        km=kernel_manager(workdir / "kernels"),
+        timeout=CELL_TIMEOUT_S,
+        resources={"metadata": {"path": str(workdir)}},
+    )
+    executed = workdir / f"{path.stem}.executed.ipynb"
+    try:
+        client.execute()
+    finally:
+        nbformat.write(notebook, executed)
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    images = sum("image/png" in output.get("data", {}) for output in outputs)
+    for output in notebook.cells[-1].get("outputs", []):
+        for line in output.get("text", "").splitlines():
+            if line.startswith(RESULT_MARKER):
+                return {**json.loads(line[len(RESULT_MARKER) :]), "images": images}
+    raise AssertionError(f"the result cell printed nothing; see {executed}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- per-notebook data and checks ----------------------------------------------------------------
+def classification_case(root: Path) -> dict[str, Any]:
+    for split, n, seed in (("train", 192, 1), ("test", 48, 2)):
+        rows = [(str(i), text, label) for i, (text, label) in enumerate(toy_sentiment(n, seed), start=1)]
+        write_tsv(root / "nsmc" / f"ratings_{split}.txt", ["id", "document", "label"], rows)
+    return {"downstream_corpus_name": "nsmc"}
+
+
+def check_labelled(predictions: list[dict[str, Any]]) -> None:
+    for prediction in predictions:
+        probabilities = prediction["probabilities"]
+        assert prediction["label"] in probabilities
+        assert abs(sum(probabilities.values()) - 1) < 1e-4
+        assert probabilities[prediction["label"]] == max(probabilities.values())
+
+
+CASES: dict[str, tuple[Callable[[Path], dict[str, Any]], Callable[[list[dict[str, Any]]], None]]] = {
+    "classification": (classification_case, check_labelled),
+}
+
+
+def test_every_notebook_has_a_case() -> None:
+    names = [path.stem for path in notebook_paths()]
+    assert "classification" in names
+    assert sorted(CASES) == sorted(names), "add a case to CASES for each notebook (and no others)"
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda path: path.stem)
+def test_notebook_is_committed_clean(path: Path) -> None:
+    """Outputs cleared, one parameters cell, and only the public API imported."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    notebook = nbformat.read(path, as_version=4)
+    parameters_index(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        assert not cell.outputs and cell.execution_count is None, f"{path.name}: clear outputs"
+        source = TransformerManager().transform_cell(cell.source)  # %pip, !ls -> plain Python
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nlpbook"):
+                assert node.module in PUBLIC_MODULES, f"{path.name} imports internal {node.module}"
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("nlpbook"):
+                        assert alias.name in PUBLIC_MODULES, f"{path.name} imports internal {alias.name}"
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda path: path.stem)
+def test_notebook_runs_top_to_bottom(
+    path: Path, tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_data, check_predictions = CASES[path.stem]
+    corpus_root = tmp_path / "Korpora"
+    overrides = {
+        "IN_COLAB": False,
+        "INSTALL": False,
+        "USE_DRIVE": False,
+        "RUN_DEMO": True,
+        "pretrained_model_name": str(tiny_bert),
+        "downstream_corpus_root_dir": str(corpus_root),
+        "downstream_model_dir": str(tmp_path / "run"),
+        "epochs": 2,
+        "batch_size": 16,
+        "learning_rate": 3e-3,
+        "max_seq_length": 64,
+        "max_train_samples": None,
+        "max_eval_samples": None,
+        "accelerator": "cpu",
+        "tpu_cores": 0,
+        "precision": None,
+        "save_every_n_steps": 5,
+        "extra_epochs": 1,
+        "demo_port": free_port(),
+        **make_data(corpus_root),
+    }
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the kernel inherits this: nothing may go online
+    result = execute(path, overrides, tmp_path)
+
+    predictions = result["predictions"]
+    assert isinstance(predictions, list) and predictions, "the predict cell left no predictions"
+    check_predictions(predictions)
+    assert result["demo"], "the web demo answered nothing"
+    check_predictions([result["demo"]])
+    assert result["steps_after"] > result["steps_before"], "resume did not continue training"
+    assert result["images"] >= 1, "the evaluate section drew no picture"
