@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import random
 import socket
 import sys
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import write_tsv
-from tiny_bert import toy_sentiment
+from tiny_bert import FILLER, NAMES, PLACES, toy_sentiment
 
 nbformat = pytest.importorskip("nbformat", reason="the notebook tests need the dev extras")
 nbclient = pytest.importorskip("nbclient", reason="the notebook tests need the dev extras")
@@ -27,7 +28,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 RESULT_MARKER = "NLPBOOK-NOTEBOOK-RESULT "
 CELL_TIMEOUT_S = 300
 # What a notebook may import from nlpbook: the package itself and the book's task modules.
-PUBLIC_MODULES = {"nlpbook", "nlpbook.classification", "nlpbook.paircls", "nlpbook.ner"}
+PUBLIC_MODULES = {"nlpbook", "nlpbook.classification", "nlpbook.paircls", "nlpbook.ner", "nlpbook.logs"}
 
 RESULT_CELL = f"""
 import json as _json
@@ -127,6 +128,42 @@ def classification_case(root: Path) -> dict[str, Any]:
     return {"downstream_corpus_name": "nsmc"}
 
 
+def paircls_case(root: Path) -> dict[str, Any]:
+    """KorNLI's layout; the label follows from the hypothesis's cue word, so it can be learnt."""
+    rng = random.Random(3)
+    rows = []
+    for text, _ in toy_sentiment(240, seed=3):
+        label = rng.choice(["entailment", "neutral", "contradiction"])
+        cue = {"entailment": "최고", "contradiction": "최악"}.get(label, rng.choice(FILLER))
+        rows.append((text, f"{rng.choice(FILLER)} {cue} {rng.choice(FILLER)}", label))
+    header = ["sentence1", "sentence2", "gold_label"]
+    write_tsv(root / "kornli" / "multinli.train.ko.tsv", header, rows[:100])
+    write_tsv(root / "kornli" / "snli_1.0_train.ko.tsv", header, rows[100:192])
+    write_tsv(root / "kornli" / "xnli.dev.ko.tsv", header, rows[192:])
+    return {"downstream_corpus_name": "kornli"}
+
+
+def ner_case(root: Path) -> dict[str, Any]:
+    """KLUE-NER's layout: one character and its BIO tag a line, ``##`` lines, blank between."""
+    rng = random.Random(4)
+    folder = root / "klue-ner"
+    folder.mkdir(parents=True)
+    for name, count in (("klue-ner-v1.1_train.tsv", 160), ("klue-ner-v1.1_dev.tsv", 40)):
+        blocks = []
+        for index in range(count):
+            person, place = rng.choice(NAMES), rng.choice(PLACES)
+            parts = [(person, "PS"), ("은 ", None), (place, "LC"), (f"에서 {rng.choice(FILLER)}", None)]
+            annotated = "".join(f"<{text}:{kind}>" if kind else text for text, kind in parts)
+            lines = [f"## toy_{index}\t{annotated}"]
+            for text, kind in parts:
+                for position, char in enumerate(text):
+                    tag = f"{'B' if position == 0 else 'I'}-{kind}" if kind else "O"
+                    lines.append(f"{char}\t{tag}")
+            blocks.append("\n".join(lines))
+        (folder / name).write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    return {"downstream_corpus_name": "klue-ner"}
+
+
 def check_labelled(predictions: list[dict[str, Any]]) -> None:
     for prediction in predictions:
         probabilities = prediction["probabilities"]
@@ -135,8 +172,19 @@ def check_labelled(predictions: list[dict[str, Any]]) -> None:
         assert probabilities[prediction["label"]] == max(probabilities.values())
 
 
+def check_entities(predictions: list[dict[str, Any]]) -> None:
+    for prediction in predictions:
+        assert isinstance(prediction["entities"], list)
+        for entity in prediction["entities"]:
+            assert prediction["text"][entity["start"] : entity["end"]] == entity["word"]
+            assert entity["type"]
+    assert any(prediction["entities"] for prediction in predictions), "no entity found in any sentence"
+
+
 CASES: dict[str, tuple[Callable[[Path], dict[str, Any]], Callable[[list[dict[str, Any]]], None]]] = {
     "classification": (classification_case, check_labelled),
+    "paircls": (paircls_case, check_labelled),
+    "ner": (ner_case, check_entities),
 }
 
 
