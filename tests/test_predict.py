@@ -241,3 +241,23 @@ def test_pair_inputs_api_file_and_cli(tiny_bert: Path, tmp_path: Path, capsys: p
     assert [(r["text_a"], r["line"]) for r in printed] == [("가", 2), ("다", 3)]
     assert main(["predict", "--model_dir", str(export), "--text_a", "가", "--text_b", "나"]) == 0
     assert json.loads(capsys.readouterr().out)["text_b"] == "나"
+
+
+@pytest.mark.skipif("ner" not in TASKS, reason="NER task not registered yet")
+def test_ner_inputs_api_and_file(tiny_bert: Path, tmp_path: Path) -> None:
+    """Untrained tags, so only the shape is checked: spans inside the text, long text windowed whole."""
+    labels = ["O", "B-LC", "I-LC", "B-PS", "I-PS"]
+    export = untrained_export("ner", tiny_bert, tmp_path / "ner", labels)
+    tagger = Predictor.from_pretrained(export, device="cpu", batch_size=2)
+    long_text = " ".join(["이순신은 서울에서 태어났다"] * 20)  # several windows of 32 tokens
+    for text, result in zip(
+        ["세종은 한양에서 태어났다", long_text], tagger(["세종은 한양에서 태어났다", long_text]), strict=True
+    ):
+        assert result["text"] == text
+        for entity in result["entities"]:
+            assert entity["type"] in ("LC", "PS") and text[entity["start"] : entity["end"]] == entity["word"]
+    source = tmp_path / "sentences.jsonl"
+    source.write_text('{"text": "김구는 부산에 갔다"}\n{"text": "안중근"}\n', encoding="utf-8")
+    out = tmp_path / "tags.jsonl"
+    assert tagger.predict_file(source, out, progress=False).examples == 2
+    assert [json.loads(line)["line"] for line in out.read_text(encoding="utf-8").splitlines()] == [1, 2]

@@ -96,9 +96,9 @@ async def _json_body(request: Request, limits: Limits) -> dict[str, Any]:
     if not raw.strip():
         raise HTTPException(400, 'empty request body; send JSON such as {"text": "..."}')
     try:
-        body = json.loads(raw)
-    except UnicodeDecodeError:
-        raise HTTPException(400, "request body is not UTF-8 JSON") from None
+        body = json.loads(raw.decode("utf-8"))  # JSON over HTTP is UTF-8 (RFC 8259)
+    except UnicodeDecodeError as error:
+        raise HTTPException(400, f"request body is not UTF-8 (byte {error.start})") from None
     except json.JSONDecodeError as error:
         raise HTTPException(
             400, f"malformed JSON at line {error.lineno} column {error.colno}: {error.msg}"
