@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import socket
 import time
 import warnings
@@ -81,11 +82,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)
-        except OSError as error:
+        except (OSError, RuntimeError) as error:  # torch's zip writer reports a full disk as RuntimeError
             temporary.unlink(missing_ok=True)
+            free = shutil.disk_usage(path.parent).free / 2**20
             raise CheckpointWriteError(
-                f"could not write checkpoint {path} ({error.strerror or error}); {path.name} was not "
-                "replaced, so the previous one is intact: free disk space and run again with resume=True"
+                f"could not write checkpoint {path} ({getattr(error, 'strerror', None) or error}; "
+                f"{free:.0f} MiB free there); {path.name} was not replaced, so the previous one is "
+                "intact: free disk space and run again with resume=True"
             ) from error
         except BaseException:
             temporary.unlink(missing_ok=True)
