@@ -51,10 +51,6 @@ LAST_CHECKPOINT = "last.ckpt"
 LOCK_FILE = ".nlpbook.lock"
 _TEMP_MARK = ".tmp-"
 
-# LengthGroupedSampler resumes mid-epoch exactly (TaskModule records the position), so Lightning's
-# generic "your dataloader is not resumable" warning would only mislead.
-warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
-
 
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (full disk, quota, ...); the previous file is untouched."""
@@ -214,7 +210,15 @@ def _remove_stale_temporaries(model_dir: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
+def _quiet_misleading_warnings() -> None:
+    # LengthGroupedSampler resumes mid-epoch exactly (TaskModule records the position), and
+    # commands.train refuses a folder that holds another run, so these two would only mislead.
+    warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch")
+    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+
+
 def build_trainer(args: TrainArguments, has_validation: bool = True) -> pl.Trainer:
+    _quiet_misleading_warnings()
     accelerator, devices = devices_and_accelerator(args)
     mode, metric = args.monitor_mode, args.monitor_metric
     callbacks: list[pl.Callback] = [
