@@ -1,0 +1,124 @@
+"""Two runs never share a model folder; checkpoints come often enough; features are never stale."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from tiny_bert import build_tiny_bert
+from transformers import AutoTokenizer
+
+import nlpbook
+from nlpbook import commands
+from nlpbook.classification import ClassificationTrainArguments
+from nlpbook.classification.task import TASK
+from nlpbook.trainer import LastCheckpoint, ModelDirBusyError
+from reliability.files import file_text, write
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from nlpbook.trainer import run_lock
+with run_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def arguments(model: Path, folder: Path, run: str = "run", **extra: Any) -> ClassificationTrainArguments:
+    return ClassificationTrainArguments(
+        pretrained_model_name=str(model),
+        downstream_model_dir=str(folder / run),
+        train_file=str(folder / "train.tsv"),
+        test_file=str(folder / "test.tsv"),
+        **extra,
+    )
+
+
+def test_a_second_run_on_the_same_folder_is_refused_until_the_first_dies(
+    tiny_bert, tmp_path, monkeypatch
+) -> None:
+    args = arguments(tiny_bert, tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(args.model_dir)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(ModelDirBusyError, match=rf"in use by another nlpbook run \(pid {holder.pid} on "):
+            nlpbook.train(args)
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # dies holding the lock: it must not stay locked
+        holder.wait()
+    monkeypatch.setattr(commands, "_train", lambda args, task: "trained")
+    assert nlpbook.train(args) == "trained"
+
+
+def fake_trainer(step: int) -> Any:
+    saved: list[int] = []
+    trainer = SimpleNamespace(
+        global_step=step,
+        sanity_checking=False,
+        fast_dev_run=False,
+        strategy=SimpleNamespace(broadcast=lambda value: value),
+    )
+    trainer.save_checkpoint = lambda path: saved.append(trainer.global_step)
+    return trainer, saved
+
+
+def test_last_checkpoint_every_n_minutes_and_steps(monkeypatch, tmp_path) -> None:
+    """Saves when either the step count or the clock says so, once per optimizer step at most."""
+    clock = [0.0]
+    monkeypatch.setattr("nlpbook.trainer.time.monotonic", lambda: clock[0])
+    callback = LastCheckpoint(tmp_path / "last.ckpt", every_n_steps=100, every_n_minutes=30)
+    trainer, saved = fake_trainer(0)
+    callback.on_train_start(trainer, None)
+    for step in range(1, 251):
+        trainer.global_step = step
+        clock[0] += 60.0  # one minute per step
+        callback.on_train_batch_end(trainer)
+        callback.on_train_batch_end(trainer)  # an accumulation batch: same step, no second save
+    assert saved == [30, 60, 90, 100, 130, 160, 190, 200, 230]  # the clock restarts at every save
+    callback.on_train_end(trainer, None)
+    assert saved[-1] == 250
+
+
+def test_save_every_n_minutes_defaults_to_30() -> None:
+    assert ClassificationTrainArguments(downstream_model_dir="x").save_every_n_minutes == 30
+
+
+def test_changed_data_or_tokenizer_is_picked_up_on_the_next_run(tmp_path, monkeypatch) -> None:
+    """nlpbook tokenizes in memory on every run (no feature cache), so nothing can be stale."""
+    model = build_tiny_bert(tmp_path / "model")
+    write(tmp_path / "train.tsv", file_text("classification", n=32, seed=1))
+    write(tmp_path / "test.tsv", file_text("classification", n=10, seed=2))
+    encoded: list[list[list[int]]] = []
+    real_encode = TASK.encode
+
+    def spy(examples, tokenizer, *rest, **kwargs):
+        features = real_encode(examples, tokenizer, *rest, **kwargs)
+        encoded.append([f["input_ids"] for f in features])
+        return features
+
+    monkeypatch.setattr(TASK, "encode", spy)
+    quick = {"max_steps": 1, "epochs": 1, "overwrite_cache": False}
+    nlpbook.train(arguments(model, tmp_path, "run1", **quick))
+
+    # New data in the same file, a new vocabulary in the same model folder.
+    write(tmp_path / "train.tsv", file_text("classification", n=32, seed=5))
+    words = [f"{w}{n}" for n in range(50) for w in ("가", "나다", "라마바")]
+    build_tiny_bert(tmp_path / "model", texts=words)
+    args = arguments(model, tmp_path, "run2", **quick)
+    nlpbook.train(args)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    fresh = [f["input_ids"] for f in real_encode(TASK.read(args, "train"), tokenizer, None, 128)]
+    assert encoded[2] == fresh != encoded[0]
+
+    write(tmp_path / "test.tsv", file_text("classification", n=7, seed=3))
+    assert nlpbook.evaluate(args)["examples"] == 7  # the edited test file, not a remembered one
+    assert not [p for p in tmp_path.rglob("*") if "cache" in p.name.lower()]
