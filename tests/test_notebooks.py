@@ -58,12 +58,26 @@ def parameters_index(notebook: Any) -> int:
 
 
 def inject(notebook: Any, overrides: dict[str, Any]) -> Any:
-    """Put CI's values right after the parameters cell and a result-printing cell at the end."""
+    """Put CI's values right after the parameters cell and a result-printing cell at the end.
+
+    Only names the parameters cell assigns may be overridden: a renamed parameter must fail here,
+    not leave the notebook running on its Colab default (kcbert-base, the full corpus)."""
+    index = parameters_index(notebook)
+    tree = ast.parse(notebook.cells[index].source)
+    assigned = {
+        target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    unknown = sorted(set(overrides) - assigned)
+    assert not unknown, f"the parameters cell does not define {unknown}"
     source = "# Injected by tests/test_notebooks.py\n" + "\n".join(
         f"{name} = {value!r}" for name, value in overrides.items()
     )
     injected = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
-    notebook.cells.insert(parameters_index(notebook) + 1, injected)
+    notebook.cells.insert(index + 1, injected)
     notebook.cells.append(nbformat.v4.new_code_cell(RESULT_CELL.strip()))
     return notebook
 
@@ -213,6 +227,21 @@ def test_notebook_is_committed_clean(path: Path) -> None:
                 for alias in node.names:
                     if alias.name.startswith("nlpbook"):
                         assert alias.name in PUBLIC_MODULES, f"{path.name} imports internal {alias.name}"
+
+
+def test_injection_goes_after_parameters_and_refuses_unknown_names() -> None:
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# title"),
+            nbformat.v4.new_code_cell("epochs = 3", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell("print(epochs)"),
+        ]
+    )
+    injected = inject(notebook, {"epochs": 1})
+    assert injected.cells[2].source.endswith("epochs = 1")
+    assert injected.cells[3].source == "print(epochs)"
+    with pytest.raises(AssertionError, match="does not define"):
+        inject(nbformat.v4.new_notebook(cells=[notebook.cells[1]]), {"epoch": 1})
 
 
 @pytest.mark.parametrize("path", notebook_paths(), ids=lambda path: path.stem)
