@@ -122,6 +122,8 @@ def _add_serve_parser(commands: Any) -> None:
     _add_model_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept other machines")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max_text_chars", type=int, default=5000, help="longer texts get 413")
+    serve.add_argument("--max_batch_size", type=int, default=64, help="larger 'texts' batches get 413")
 
 
 def _cli_inputs(namespace: argparse.Namespace) -> list[Any] | None:
@@ -164,7 +166,10 @@ def _predict(namespace: argparse.Namespace) -> None:
     try:
         results = predictor(inputs)
     except ValueError as error:  # e.g. --text for a pair model
-        raise ArgumentError(f"{predictor.task.name} model: {error}") from None
+        raise ArgumentError(
+            f"{predictor.task.name} model: {error} "
+            "(--text is for single-text models, --text_a/--text_b for pair models)"
+        ) from None
     with atomic_output(namespace.output) as sink:
         sink.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
 
@@ -179,6 +184,8 @@ def _serve(namespace: argparse.Namespace) -> None:
         device=namespace.device,
         batch_size=namespace.batch_size,
         bf16=namespace.bf16,
+        max_text_chars=namespace.max_text_chars,
+        max_batch_size=namespace.max_batch_size,
     )
 
 
