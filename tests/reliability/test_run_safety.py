@@ -122,3 +122,21 @@ def test_changed_data_or_tokenizer_is_picked_up_on_the_next_run(tmp_path, monkey
     write(tmp_path / "test.tsv", file_text("classification", n=7, seed=3))
     assert nlpbook.evaluate(args)["examples"] == 7  # the edited test file, not a remembered one
     assert not [p for p in tmp_path.rglob("*") if "cache" in p.name.lower()]
+
+
+def test_failed_export_write_keeps_the_previous_export(tiny_bert, tmp_path, monkeypatch) -> None:
+    from nlpbook.export import read_export, write_export
+
+    args = arguments(tiny_bert, tmp_path)
+    model = TASK.model_class.from_pretrained(tiny_bert, num_labels=2)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    export = write_export(args.model_dir / "export", model, tokenizer, TASK, ["0", "1"], args)
+
+    def full_disk(*a: Any, **k: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tokenizer, "save_pretrained", full_disk)  # fails after the weights are written
+    with pytest.raises(OSError, match="No space left"):
+        write_export(export, model, tokenizer, TASK, ["negative", "positive"], args)
+    assert read_export(export).label_names == ["0", "1"]  # the previous export, complete
+    assert [p.name for p in args.model_dir.iterdir()] == ["export"]  # no staging folder left
