@@ -200,6 +200,12 @@ def test_cli_trains_and_predicts_pair_files(tiny_bert, pair_files, trained, tmp_
     assert [(r["text_a"], r["text_b"], r["label"]) for r in lines] == [
         (r["text_a"], r["text_b"], r["label"]) for r in expected
     ]
+    flags = [arg for a, b in pairs[:2] for arg in ("--text_a", a, "--text_b", b)]
+    assert main(["predict", "--model_dir", str(export), *flags, "--output", str(output)]) == 0
+    lines = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 2
+    for got, want in zip(lines, expected, strict=False):
+        assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-6)
 
 
 # --- readers and errors ----------------------------------------------------------------------
