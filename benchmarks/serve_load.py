@@ -3,8 +3,8 @@
 Starts the real CLI (``python -m nlpbook.cli serve``) on 127.0.0.1 at a free port, sends
 ``--requests`` single-text POST /predict requests (NSMC test reviews) from ``--concurrency``
 client threads, and reports p50/p90/p99 latency, requests/s and the error count. Baseline in the
-same run: the same model called in-process, one text at a time (no HTTP), so the last lines say
-what the web layer and queueing behind the model lock add.
+same run: the same model called in-process, one text at a time (no HTTP): the last lines say
+what HTTP and queueing add to latency, and what batching concurrent requests gains in throughput.
 
 Only loopback is ever contacted. Without ``--model_dir`` an export is built from kcbert-base's
 tokenizer and a from-config BERT (``common.SMALL_BERT``, random weights).
@@ -145,7 +145,10 @@ def main() -> None:
     print(f"throughput={len(texts) / wall:.1f} requests/s over {wall:.1f}s")
     direct_ms = 1000 * statistics.median(direct)
     print(f"baseline in-process single-text p50={direct_ms:.1f} ms (no HTTP, no queue)")
+    sequential = 1000 / (1000 * statistics.mean(direct))
+    print(f"baseline in-process sequential throughput={sequential:.1f} texts/s")
     print(f"p50_vs_in_process={percentile(ms, 50) / direct_ms:.2f}")
+    print(f"throughput_vs_in_process_sequential={len(texts) / wall / sequential:.2f}")
     print(f"errors={errors}")
 
 

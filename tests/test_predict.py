@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import write_tsv
 from tiny_bert import toy_sentiment
 
@@ -113,6 +114,9 @@ def test_bad_python_inputs(predictor: Predictor) -> None:
         predictor(["좋다", "   "])
     with pytest.raises(ArgumentError, match="only offered on a CUDA GPU"):
         Predictor(predictor.export, device="cpu", dtype="bf16")
+    if not torch.cuda.is_available():
+        with pytest.raises(ArgumentError, match="torch sees no CUDA GPU"):
+            Predictor(predictor.export, device="cuda")
 
 
 def test_predict_file_streams_in_order(predictor: Predictor, tmp_path: Path) -> None:

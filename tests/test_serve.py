@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,8 +22,9 @@ def predictor(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Pred
 
 
 @pytest.fixture(scope="module")
-def client(predictor: Predictor) -> TestClient:
-    return TestClient(create_app(predictor, Limits(max_text_chars=500, max_batch_size=4)))
+def client(predictor: Predictor) -> Iterator[TestClient]:
+    with TestClient(create_app(predictor, Limits(max_text_chars=500, max_batch_size=4))) as client:
+        yield client  # one event loop for all requests, as under uvicorn
 
 
 def test_health_and_page(client: TestClient) -> None:
@@ -72,8 +75,8 @@ def test_bad_requests_get_4xx_and_server_keeps_serving(
 
 
 def test_oversized_body_refused_before_reading(predictor: Predictor) -> None:
-    small = TestClient(create_app(predictor, Limits(max_body_bytes=100)))
-    answer = small.post("/predict", json={"texts": ["좋다"] * 50})
+    with TestClient(create_app(predictor, Limits(max_body_bytes=100))) as small:
+        answer = small.post("/predict", json={"texts": ["좋다"] * 50})
     assert answer.status_code == 413 and "limit is 100" in answer.json()["detail"]
 
 
@@ -85,10 +88,36 @@ def test_concurrent_requests_get_their_own_answers(client: TestClient, predictor
     assert [a["text"] for a in answers] == texts and [a["label"] for a in answers] == expected
 
 
+def test_concurrent_requests_are_batched_and_isolated(predictor: Predictor, monkeypatch) -> None:  # noqa: ANN001
+    """Requests queued while the model is busy share one call; a failing input fails only its request."""
+    calls: list[list[str]] = []
+    original = predictor.predict_examples
+
+    def slow(examples: list) -> list:
+        calls.append([e.text_a for e in examples])
+        time.sleep(0.05)  # a busy model: the other requests arrive meanwhile
+        if any(e.text_a == "boom" for e in examples):
+            raise RuntimeError("model failure")
+        return original(examples)
+
+    monkeypatch.setattr(predictor, "predict_examples", slow)
+    texts = [f"최고 영화 {i}" for i in range(15)] + ["boom"]
+    app = create_app(predictor, Limits(max_batch_size=8))
+    with TestClient(app, raise_server_exceptions=False) as client, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda t: client.post("/predict", json={"text": t}), texts))
+    assert [a.status_code for a in answers] == [200] * 15 + [500]
+    assert [a.json()["text"] for a in answers[:15]] == texts[:15]
+    assert max(len(call) for call in calls) > 1 and all(len(call) <= 8 for call in calls)
+
+
 @pytest.mark.skipif("paircls" not in TASKS, reason="pair classification task not registered yet")
 def test_pair_model_api(tiny_bert: Path, tmp_path: Path) -> None:
     export = untrained_export("paircls", tiny_bert, tmp_path / "pair", ["entailment", "contradiction"])
-    pair = TestClient(create_app(Predictor.from_pretrained(export, device="cpu")))
+    with TestClient(create_app(Predictor.from_pretrained(export, device="cpu"))) as pair:
+        check_pair_api(pair)
+
+
+def check_pair_api(pair: TestClient) -> None:
     assert pair.get("/health").json()["task"] == "paircls"
     one = pair.post("/predict", json={"text_a": "가", "text_b": "나"}).json()
     assert one["text_a"] == "가" and set(one["probabilities"]) == {"entailment", "contradiction"}
@@ -101,7 +130,11 @@ def test_pair_model_api(tiny_bert: Path, tmp_path: Path) -> None:
 @pytest.mark.skipif("ner" not in TASKS, reason="NER task not registered yet")
 def test_ner_model_api(tiny_bert: Path, tmp_path: Path) -> None:
     export = untrained_export("ner", tiny_bert, tmp_path / "ner", ["O", "B-PS", "I-PS"])
-    ner = TestClient(create_app(Predictor.from_pretrained(export, device="cpu")))
+    with TestClient(create_app(Predictor.from_pretrained(export, device="cpu"))) as ner:
+        check_ner_api(ner)
+
+
+def check_ner_api(ner: TestClient) -> None:
     answer = ner.post("/predict", json={"text": "이순신은 서울에서 태어났다"}).json()
     assert answer["text"] == "이순신은 서울에서 태어났다" and isinstance(answer["entities"], list)
     assert ner.post("/predict", json={"text": ""}).status_code == 422

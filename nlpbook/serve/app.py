@@ -6,16 +6,18 @@ in Python accepts the same JSON here, with no per-task code in the server. Every
 can get wrong is answered with a 4xx and a message that says what to send instead; the server
 keeps serving.
 
-Concurrency: FastAPI runs requests concurrently, but one model call runs at a time behind a lock
-(a torch model is not safe to call from several threads at once, and on CPU parallel calls only
-compete for the same cores). A batch of texts in one request (``{"texts": [...]}``) is one model
-call, which is the way to get throughput from this server.
+Concurrency: one worker task owns the model, so calls never overlap (a torch model is not safe
+to call from several threads at once, and on CPU parallel calls only compete for the same cores).
+Requests that arrive while the model is busy wait in a queue, and the worker takes all of them
+(up to ``max_batch_size`` inputs) as one length-sorted batch: under load, concurrent requests are
+batched together; when idle, a request runs at once with no waiting window.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,9 @@ from starlette.concurrency import run_in_threadpool
 
 from nlpbook.predictor import Predictor
 
-__all__ = ["Limits", "create_app", "STATIC_DIR"]
+__all__ = ["Limits", "MicroBatcher", "create_app", "STATIC_DIR"]
+
+logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -40,16 +44,65 @@ class Limits:
     max_body_bytes: int = 1_000_000
 
 
+class MicroBatcher:
+    """The one caller of the model: queued requests are run together, in arrival order."""
+
+    def __init__(self, predictor: Predictor, max_batch_size: int) -> None:
+        self.predictor = predictor
+        self.max_batch_size = max_batch_size
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[tuple[list[Any], asyncio.Future]] | None = None
+        self._worker: asyncio.Task | None = None
+
+    async def predict(self, examples: list[Any]) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # first request on this event loop: start its worker
+            self._loop, self._queue = loop, asyncio.Queue()
+            self._worker = loop.create_task(self._work(self._queue))  # referenced: not collected
+        future = loop.create_future()
+        await self._queue.put((examples, future))
+        return await future
+
+    async def _work(self, queue: asyncio.Queue[tuple[list[Any], asyncio.Future]]) -> None:
+        carry = None  # a request that did not fit into the last batch goes first in the next
+        while True:
+            waiting = [carry or await queue.get()]
+            carry, size = None, len(waiting[0][0])
+            while not queue.empty():
+                request = queue.get_nowait()
+                if size + len(request[0]) > self.max_batch_size:
+                    carry = request
+                    break
+                waiting.append(request)
+                size += len(request[0])
+            await self._run(waiting)
+
+    async def _run(self, waiting: list[tuple[list[Any], asyncio.Future]]) -> None:
+        examples = [example for request, _ in waiting for example in request]
+        try:
+            results = await run_in_threadpool(self.predictor.predict_examples, examples)
+        except Exception as error:
+            if len(waiting) > 1:  # run them one by one, so only the request at fault fails
+                for one in waiting:
+                    await self._run([one])
+                return
+            logger.exception("prediction failed")
+            if not waiting[0][1].done():
+                waiting[0][1].set_exception(error)
+            return
+        start = 0
+        for request, future in waiting:
+            if not future.done():  # a client that went away has a cancelled future
+                future.set_result(results[start : start + len(request)])
+            start += len(request)
+
+
 def create_app(predictor: Predictor, limits: Limits | None = None) -> FastAPI:
     """An app serving ``predictor``: ``GET /`` (demo page), ``GET /health``, ``POST /predict``."""
     limits = limits or Limits()
     task = predictor.task
-    lock = threading.Lock()
+    batcher = MicroBatcher(predictor, limits.max_batch_size)
     app = FastAPI(title=f"nlpbook {task.name}", description=f"Predictions of {predictor.export.path}")
-
-    def run_locked(examples: list[Any]) -> list[dict[str, Any]]:
-        with lock:
-            return predictor.predict_examples(examples)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -80,7 +133,7 @@ def create_app(predictor: Predictor, limits: Limits | None = None) -> FastAPI:
                 examples.append(task.example_from_input(tuple(item) if isinstance(item, list) else item))
             except ValueError as error:
                 raise HTTPException(422, f"{where}{error}") from None
-        results = await run_in_threadpool(run_locked, examples)
+        results = await batcher.predict(examples)
         return results[0] if single else {"results": results}
 
     return app
