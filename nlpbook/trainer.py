@@ -163,44 +163,56 @@ def last_checkpoint(model_dir: Path) -> Path | None:
     return path if path.is_file() else None
 
 
+_HELD: set[Path] = set()  # lock files this process holds (POSIX locks do not see the own process)
+
+
 @contextlib.contextmanager
 def run_lock(model_dir: Path) -> Iterator[None]:
     """Hold ``<model_dir>/.nlpbook.lock`` for the whole run; refuse if another live run holds it.
 
-    ``flock`` is released by the kernel when its process dies, even by ``kill -9``, so a crashed
-    run never leaves a stale lock. The file keeps the holder's pid and host for the message.
+    A POSIX record lock (``lockf``) is released by the kernel when its process dies, even by
+    ``kill -9``, so a crashed run never leaves a stale lock. Unlike ``flock`` it is not inherited
+    by DataLoader worker processes, which outlive a killed parent by seconds and would keep the
+    folder locked. The file keeps the holder's pid and host for the message.
     """
     model_dir.mkdir(parents=True, exist_ok=True)
-    path = model_dir / LOCK_FILE
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock; a second run is not detected there
-        yield
-        return
+    path = (model_dir / LOCK_FILE).resolve()
+    if path in _HELD:  # checked before opening: closing any descriptor of the file drops the lock
+        raise ModelDirBusyError(f"{model_dir} is in use by another nlpbook run in this process")
     with open(path, "a+", encoding="utf-8") as file:
-        try:
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                logger.warning("cannot lock %s (%s): make sure no other run uses this folder", path, error)
-                yield
-                return
+        if not _lock(file, path):
             file.seek(0)
             holder = file.read().strip() or "unknown"
             raise ModelDirBusyError(
                 f"{model_dir} is in use by another nlpbook run ({holder}); wait for it to finish, "
                 "or choose another downstream_model_dir"
-            ) from None
+            )
         file.seek(0)
         file.truncate()
         file.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
         file.flush()
+        _HELD.add(path)
         _remove_stale_temporaries(model_dir)
         try:
             yield
         finally:
-            file.truncate(0)
-            fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+            _HELD.discard(path)
+            file.truncate(0)  # closing the file releases the lock
+
+
+def _lock(file: Any, path: Path) -> bool:
+    """True when locked (or locking is unsupported here), False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: a second run is not detected there
+        return True
+    try:
+        fcntl.lockf(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        logger.warning("cannot lock %s (%s): make sure no other run uses this folder", path, error)
+    return True
 
 
 def _remove_stale_temporaries(model_dir: Path) -> None:

@@ -96,7 +96,9 @@ def test_reference_keeps_one_current_last_checkpoint(reference) -> None:
 def test_kill_9_mid_epoch_then_resume_equals_the_uninterrupted_run(tiny_bert, data, reference, tmp_path):
     run, reference_steps = reference
     model_dir = tmp_path / "run"
-    arguments = cli_arguments(tiny_bert, data, model_dir, save_every_n_steps=5)
+    # A DataLoader worker process: it outlives the killed parent for seconds and must neither keep
+    # the folder locked nor change the data order (the reference runs without workers).
+    arguments = cli_arguments(tiny_bert, data, model_dir, save_every_n_steps=5, cpu_workers=1)
     # Slow down from step 15 (mid epoch 2) so the kill lands between checkpoints.
     process = harness(tmp_path / "killed.jsonl", 15, arguments)
     deadline = time.monotonic() + 240

@@ -18,7 +18,7 @@ import nlpbook
 from nlpbook import commands
 from nlpbook.classification import ClassificationTrainArguments
 from nlpbook.classification.task import TASK
-from nlpbook.trainer import LastCheckpoint, ModelDirBusyError
+from nlpbook.trainer import LastCheckpoint, ModelDirBusyError, run_lock
 from reliability.files import file_text, write
 
 HOLD_LOCK = """
@@ -56,6 +56,10 @@ def test_a_second_run_on_the_same_folder_is_refused_until_the_first_dies(
         os.kill(holder.pid, signal.SIGKILL)  # dies holding the lock: it must not stay locked
         holder.wait()
     monkeypatch.setattr(commands, "_train", lambda args, task: "trained")
+    assert nlpbook.train(args) == "trained"
+    with run_lock(args.model_dir):  # a run in this very process (another notebook thread)
+        with pytest.raises(ModelDirBusyError, match="in use by another nlpbook run in this process"):
+            nlpbook.train(args)
     assert nlpbook.train(args) == "trained"
 
 
