@@ -32,6 +32,7 @@ from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, ModelCheckpoi
 from pytorch_lightning.loggers import CSVLogger
 
 from nlpbook.arguments import ArgumentError, TrainArguments
+from nlpbook.module import NonFiniteLossError
 
 __all__ = [
     "build_trainer",
@@ -94,8 +95,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def _check_finite(state_dict: dict[str, Any], path: Path) -> None:
     for name, tensor in state_dict.items():
         if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            from nlpbook.module import NonFiniteLossError
-
             raise NonFiniteLossError(
                 f"weight {name} is NaN/inf; {path.name} was not written, the previous checkpoint is kept"
             )
