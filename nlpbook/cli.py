@@ -20,7 +20,9 @@ from typing import Any
 
 from nlpbook.arguments import ArgumentError, TrainArguments, load_arguments
 from nlpbook.corpus import DataError
+from nlpbook.module import NonFiniteLossError
 from nlpbook.tasks import get_task, task_names
+from nlpbook.trainer import CheckpointWriteError
 
 __all__ = ["main", "build_parser", "add_dataclass_options"]
 
@@ -35,12 +37,23 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _or_none(converter: Any) -> Any:
+    """``none`` on the command line sets an optional field back to None (e.g. no clipping)."""
+
+    def convert(text: str) -> Any:
+        return None if text.lower() in ("none", "null") else converter(text)
+
+    convert.__name__ = getattr(converter, "__name__", "value")  # argparse names it in errors
+    return convert
+
+
 def _option_type(annotation: Any) -> tuple[Any, list[Any] | None]:
     """(converter, choices) for a field's type: unwraps ``X | None`` and ``Literal[...]``."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _option_type(inner[0])
+        converter, choices = _option_type(inner[0])
+        return _or_none(converter), [*choices, None] if choices else None
     if origin is typing.Literal:
         return str, list(typing.get_args(annotation))
     if annotation is bool:
@@ -210,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ArgumentError, DataError, FileNotFoundError) as error:
         logger.error("%s", error)
         return 2
+    except (NonFiniteLossError, CheckpointWriteError) as error:  # training stopped; last.ckpt is intact
+        logger.error("%s", error)
+        return 1
 
 
 if __name__ == "__main__":

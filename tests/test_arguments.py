@@ -106,3 +106,10 @@ def test_cli_options_are_generated_from_the_dataclass():
     )
     for f in fields(ClassificationTrainArguments):
         assert f"--{f.name}" in help_text
+
+
+def test_cli_can_set_an_optional_field_back_to_none():
+    namespace = build_parser().parse_args(
+        ["train", "classification", "--downstream_model_dir", "d", "--max_grad_norm", "none"]
+    )
+    assert namespace.max_grad_norm is None
