@@ -246,6 +246,8 @@ def detect_format(path: Path, text: str) -> Format:
     if BOOK_SEPARATOR in text:
         return "book"
     lines = [line for line in text.split("\n") if line.strip() and not line.startswith("-DOCSTART-")]
+    if not lines:
+        raise DataError(path, None, "no sentences")
     if any(line.startswith("##") for line in lines):
         return "klue"
     first = lines[0].split("\t")

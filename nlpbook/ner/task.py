@@ -225,7 +225,11 @@ class NERTask(Task):
             rows = read_table(source, ["text"])
         else:
             lines = read_text(source).split("\n")
+            lines = lines[:-1] if lines[-1] == "" else lines
             rows = [Row(str(source), n, {"text": t}) for n, t in enumerate(lines, start=1) if t.strip()]
+            blank = [n for n, t in enumerate(lines, start=1) if not t.strip()]
+            if blank:  # said, not silent: outputs carry "line" so they still map back to the input
+                logger.warning("%s: skipped %d blank line(s) at line(s) %s", source, len(blank), blank[:10])
         for row in rows:
             if not row.values["text"].strip():
                 raise row.error("empty sentence")
