@@ -33,10 +33,16 @@ class TrainArguments:
 
     task: ClassVar[str] = ""
     default_corpus_name: ClassVar[str] = ""
+    book_task_name: ClassVar[str] = ""  # ratsnlp's downstream_task_name for this task
 
     # --- the book's fields -------------------------------------------------------------------
     pretrained_model_name: str = option(
         "Hugging Face hub name or local folder of the pretrained model", default="beomi/kcbert-base"
+    )
+    downstream_task_name: str = option(
+        "the book's task name (e.g. document-classification); accepted for its notebooks, "
+        "the task itself comes from the arguments class",
+        default="",
     )
     downstream_corpus_name: str = option(
         "corpus to train on: a known name (see the task) or 'custom' with --train_file/--test_file",
@@ -127,6 +133,11 @@ class TrainArguments:
     def problems(self) -> list[str]:
         """Every reason these arguments cannot work, so the user fixes them all in one go."""
         found: list[str] = []
+        if self.downstream_task_name and self.downstream_task_name not in (self.book_task_name, self.task):
+            found.append(
+                f"downstream_task_name={self.downstream_task_name!r} does not match {type(self).__name__} "
+                f"({self.book_task_name!r}); use the arguments class of that task"
+            )
         if not self.downstream_model_dir:
             found.append("downstream_model_dir is required: the folder for checkpoints and the export")
         for name in (

@@ -144,9 +144,8 @@ def _train(args: TrainArguments, task: Task) -> Path:
     tokenizer, model = load_pretrained(args, task, label_names)
 
     started = time.perf_counter()
-    pad_to_max = args.padding == "max_length"
-    train_features = task.encode(train_examples, tokenizer, label_names, args.max_seq_length, pad_to_max)
-    eval_features = task.encode(eval_examples, tokenizer, label_names, args.max_seq_length, pad_to_max)
+    train_features = task.encode(train_examples, tokenizer, label_names, args.max_seq_length)
+    eval_features = task.encode(eval_examples, tokenizer, label_names, args.max_seq_length)
     logger.info(
         "encoded %d + %d examples in %.1fs",
         len(train_features),
@@ -155,12 +154,15 @@ def _train(args: TrainArguments, task: Task) -> Path:
     )
 
     seed = args.seed or 0
+    # padding="max_length" (ratsnlp's way) pads in the collator too, so the attention mask stays right.
+    pad_to = args.max_seq_length if args.padding == "max_length" else None
     train_loader = make_loader(
         train_features,
         args.batch_size,
         tokenizer.pad_token_id,
         shuffle=True,
         group_by_length=args.group_by_length,
+        pad_to=pad_to,
         seed=seed,
         workers=args.cpu_workers,
     )
@@ -170,6 +172,7 @@ def _train(args: TrainArguments, task: Task) -> Path:
         tokenizer.pad_token_id,
         shuffle=False,
         group_by_length=args.group_by_length,
+        pad_to=pad_to,
         workers=args.cpu_workers,
     )
     module = TaskModule(model, args, task, label_names, eval_features)

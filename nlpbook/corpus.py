@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DataError", "Row", "read_text", "read_table", "require_files", "check_labels"]
+__all__ = ["DataError", "Row", "read_text", "read_table", "require_files", "check_labels", "korpora_fetch"]
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +196,13 @@ def require_files(paths: Sequence[Path], download: Callable[[], None] | None, co
     still = [p for p in paths if not p.is_file()]
     if still:
         raise DataError(still[0], None, f"file not found after downloading {corpus!r}")
+
+
+def korpora_fetch(corpus: str, root: Path) -> None:
+    """Download a corpus through Korpora; call only when files are missing (Korpora goes online first)."""
+    from Korpora import Korpora
+
+    Korpora.fetch(corpus, root_dir=str(root), force_download=True)
 
 
 def check_labels(rows: Iterable[tuple[Row, str]], known: Sequence[str]) -> None:

@@ -59,7 +59,6 @@ class Task(ABC):
         tokenizer: Any,
         label_names: Sequence[str] | None,
         max_seq_length: int,
-        pad_to_max_length: bool = False,
     ) -> list[Features]:
         """Features for ``examples``; the same code path serves training and prediction."""
 

@@ -12,6 +12,7 @@ from nlpbook.cli import build_parser
 
 BOOK_FIELDS = [
     "pretrained_model_name",
+    "downstream_task_name",
     "downstream_corpus_name",
     "downstream_corpus_root_dir",
     "downstream_model_dir",
@@ -34,6 +35,7 @@ BOOK_FIELDS = [
 def test_the_books_cell_works_as_written():
     args = ClassificationTrainArguments(
         pretrained_model_name="beomi/kcbert-base",
+        downstream_task_name="document-classification",
         downstream_corpus_name="nsmc",
         downstream_corpus_root_dir="/content/Korpora",
         downstream_model_dir="/gdrive/My Drive/nlpbook/checkpoint-doccls",
@@ -113,3 +115,8 @@ def test_cli_can_set_an_optional_field_back_to_none():
         ["train", "classification", "--downstream_model_dir", "d", "--max_grad_norm", "none"]
     )
     assert namespace.max_grad_norm is None
+
+
+def test_a_book_task_name_of_another_task_is_refused():
+    with pytest.raises(ArgumentError, match="downstream_task_name='pair-classification' does not match"):
+        ClassificationTrainArguments(downstream_model_dir="x", downstream_task_name="pair-classification")

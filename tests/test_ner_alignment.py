@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
+from nlpbook.data import IGNORE_INDEX, Collator
 from nlpbook.ner import Entity, NERExample, read_ner_file
-from nlpbook.ner.align import IGNORE_INDEX
 from nlpbook.ner.task import TASK
 from nlpbook.tasks import Features
 
@@ -47,11 +47,12 @@ def test_subtoken_labels_and_ignored_positions(tokenizer) -> None:
 
 def test_padding_positions_are_ignored(tokenizer) -> None:
     example = NERExample("세종은 한글을 만들었다", (Entity("PS", 0, 2),))
-    [feature] = TASK.encode([example], tokenizer, LABELS, 24, pad_to_max_length=True)
-    assert len(feature["input_ids"]) == len(feature["labels"]) == 24
-    padding = [i for i, token in enumerate(feature["input_ids"]) if token == tokenizer.pad_token_id]
-    assert padding and all(feature["labels"][i] == IGNORE_INDEX for i in padding)
-    assert all(feature["offsets"][i] is None for i in padding)
+    [feature] = TASK.encode([example], tokenizer, LABELS, 24)
+    batch = Collator(tokenizer.pad_token_id, pad_to=24)([feature])  # padding="max_length"
+    assert batch["labels"].shape == (1, 24)
+    padding = (batch["attention_mask"][0] == 0).nonzero().flatten().tolist()
+    assert padding == list(range(len(feature["input_ids"]), 24))
+    assert all(batch["labels"][0, i] == IGNORE_INDEX for i in padding)
 
 
 def test_round_trip_when_boundaries_fall_between_subtokens(tokenizer) -> None:

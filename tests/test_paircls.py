@@ -290,7 +290,7 @@ def test_kornli_layout_read_offline(tmp_path, monkeypatch, caplog) -> None:
     def no_network(*_):
         raise AssertionError("Korpora must not be asked when the files are there")
 
-    monkeypatch.setattr(paircls_corpus, "_korpora_fetch", no_network)
+    monkeypatch.setattr(paircls_corpus, "korpora_fetch", no_network)
     root = _kornli_root(tmp_path, snli_extra="자\t차\t-\n")
     args = ClassificationTrainArguments(downstream_model_dir="unused", downstream_corpus_root_dir=str(root))
     assert (args.task, args.downstream_corpus_name) == ("paircls", "kornli")  # the book's cell
@@ -314,7 +314,7 @@ def test_kornli_bad_label_and_missing_file(tmp_path, monkeypatch) -> None:
     def offline(*_):
         raise OSError("offline")
 
-    monkeypatch.setattr(paircls_corpus, "_korpora_fetch", offline)
+    monkeypatch.setattr(paircls_corpus, "korpora_fetch", offline)
     root = _kornli_root(tmp_path, snli_extra="자\t차\tneutrall\n")
     args = PairClassificationTrainArguments(
         downstream_model_dir="unused", downstream_corpus_root_dir=str(root)

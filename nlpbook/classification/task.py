@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from transformers import AutoModelForSequenceClassification
 
 from nlpbook.arguments import TrainArguments, option
-from nlpbook.corpus import DataError, Row, check_labels, read_table, require_files
+from nlpbook.corpus import DataError, Row, check_labels, korpora_fetch, read_table, read_text, require_files
 from nlpbook.tasks import Features, Split, Task
 
 __all__ = ["ClassificationTrainArguments", "TextExample", "SequenceClassificationTask", "TASK"]
@@ -31,6 +31,7 @@ class ClassificationTrainArguments(TrainArguments):
 
     task: ClassVar[str] = "classification"
     default_corpus_name: ClassVar[str] = "nsmc"
+    book_task_name: ClassVar[str] = "document-classification"
 
     text_column: str = option("text column of --train_file/--test_file", default="text")
     label_column: str = option("label column of --train_file/--test_file", default="label")
@@ -107,7 +108,6 @@ class SequenceClassificationTask(Task):
         tokenizer: Any,
         label_names: Sequence[str] | None,
         max_seq_length: int,
-        pad_to_max_length: bool = False,
     ) -> list[Features]:
         if not examples:
             return []
@@ -117,7 +117,6 @@ class SequenceClassificationTask(Task):
             [e.text_b or "" for e in examples] if pairs else None,
             truncation="longest_first",  # pairs: trim the longer text first, keep both
             max_length=max_seq_length,
-            padding="max_length" if pad_to_max_length else False,
             return_token_type_ids=True,
             return_attention_mask=False,
         )
@@ -192,8 +191,6 @@ class SequenceClassificationTask(Task):
         source = Path(path)
         if source.suffix.lower() in (".tsv", ".csv", ".jsonl", ".json"):
             return [TextExample(nonempty(row, "text"), row=row) for row in read_table(source, ["text"])]
-        from nlpbook.corpus import read_text
-
         examples, blank = [], []
         lines = read_text(source).split("\n")
         for line, text in enumerate(lines[:-1] if lines[-1] == "" else lines, start=1):
@@ -227,7 +224,7 @@ class ClassificationTask(SequenceClassificationTask):
         if args.force_download:
             for p in paths:
                 p.unlink(missing_ok=True)
-        require_files(paths, lambda: _korpora_fetch("nsmc", args.corpus_root), "nsmc")
+        require_files(paths, lambda: korpora_fetch("nsmc", args.corpus_root), "nsmc")
         rows = read_table(path, ["id", "document", "label"])
         examples, empty = [], []
         for row in rows:
@@ -241,13 +238,6 @@ class ClassificationTask(SequenceClassificationTask):
         if empty:
             logger.warning("%s: left out %d empty review(s) at line(s) %s", path, len(empty), empty[:10])
         return examples
-
-
-def _korpora_fetch(corpus: str, root: Path) -> None:
-    """Download through Korpora; only called when files are missing (Korpora goes online first)."""
-    from Korpora import Korpora
-
-    Korpora.fetch(corpus, root_dir=str(root), force_download=True)
 
 
 TASK = ClassificationTask()

@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 
 from nlpbook.corpus import DataError
+from nlpbook.data import IGNORE_INDEX
 from nlpbook.ner.formats import Entity, NERExample
 from nlpbook.tasks import Features
 
-__all__ = ["encode", "window_overlap", "merge_windows", "token_labels", "spans_from_tags", "IGNORE_INDEX"]
+__all__ = ["encode", "window_overlap", "merge_windows", "token_labels", "spans_from_tags"]
 
-IGNORE_INDEX = -100
 Offset = tuple[int, int]
 
 
@@ -89,7 +89,6 @@ def encode(
     tokenizer: Any,
     label_names: Sequence[str] | None,
     max_seq_length: int,
-    pad_to_max_length: bool = False,
 ) -> list[Features]:
     """Windows of at most ``max_seq_length`` sub-tokens with their labels and character offsets.
 
@@ -107,7 +106,6 @@ def encode(
         return_offsets_mapping=True,
         return_token_type_ids=True,
         return_attention_mask=False,
-        padding="max_length" if pad_to_max_length else False,
     )
     windows: dict[int, list[int]] = {}
     for window, index in enumerate(encoded["overflow_to_sample_mapping"]):

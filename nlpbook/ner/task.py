@@ -18,8 +18,8 @@ from seqeval.metrics import classification_report, f1_score, precision_score, re
 from transformers import AutoModelForTokenClassification
 
 from nlpbook.arguments import TrainArguments, option
-from nlpbook.classification.task import _korpora_fetch  # shared Korpora download (offline first)
-from nlpbook.corpus import DataError, Row, read_table, read_text, require_files
+from nlpbook.corpus import DataError, Row, korpora_fetch, read_table, read_text, require_files
+from nlpbook.data import IGNORE_INDEX
 from nlpbook.ner import align
 from nlpbook.ner.formats import NERExample, read_ner_file
 from nlpbook.tasks import Features, Split, Task
@@ -44,6 +44,7 @@ class NERTrainArguments(TrainArguments):
 
     task: ClassVar[str] = "ner"
     default_corpus_name: ClassVar[str] = "ner"
+    book_task_name: ClassVar[str] = "named-entity-recognition"
 
     ner_format: Literal["auto", "book", "naver", "klue", "conll"] = option(
         "format of --train_file/--test_file (downstream_corpus_name='custom'); 'auto' guesses it",
@@ -94,7 +95,7 @@ class NERTask(Task):
             for path in paths:
                 path.unlink(missing_ok=True)
         download = (
-            (lambda: _korpora_fetch(corpus, args.corpus_root)) if corpus == "naver_changwon_ner" else None
+            (lambda: korpora_fetch(corpus, args.corpus_root)) if corpus == "naver_changwon_ner" else None
         )
         require_files(paths, download, corpus)
         folder = args.corpus_root / corpus
@@ -135,9 +136,8 @@ class NERTask(Task):
         tokenizer: Any,
         label_names: Sequence[str] | None,
         max_seq_length: int,
-        pad_to_max_length: bool = False,
     ) -> list[Features]:
-        return align.encode(examples, tokenizer, label_names, max_seq_length, pad_to_max_length)
+        return align.encode(examples, tokenizer, label_names, max_seq_length)
 
     def metrics(
         self, predictions: Sequence[np.ndarray], features: Sequence[Features], label_names: Sequence[str]
@@ -158,7 +158,7 @@ class NERTask(Task):
             pairs = [
                 (label_names[f["labels"][i]], tag)
                 for (_, f, i, _), tag in zip(merged, tags, strict=True)
-                if f["labels"][i] != align.IGNORE_INDEX
+                if f["labels"][i] != IGNORE_INDEX
             ]
             if pairs:
                 gold.append([g for g, _ in pairs])

@@ -16,8 +16,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from nlpbook.classification.task import TextExample, _korpora_fetch
-from nlpbook.corpus import DataError, Row, read_table, require_files
+from nlpbook.classification.task import TextExample
+from nlpbook.corpus import DataError, Row, korpora_fetch, read_table, require_files
 from nlpbook.tasks import Split
 
 __all__ = ["NLI_LABELS", "KORNLI_FILES", "KLUE_NLI_FILES", "read_kornli", "read_klue_nli", "nli_examples"]
@@ -49,7 +49,7 @@ def read_kornli(root: Path, split: Split, force_download: bool = False) -> list[
     if force_download:
         for name in KORNLI_ALL:
             (folder / name).unlink(missing_ok=True)
-    require_files(paths, lambda: _korpora_fetch("kornli", root), "kornli")
+    require_files(paths, lambda: korpora_fetch("kornli", root), "kornli")
     examples: list[TextExample] = []
     for path in paths:
         examples += nli_examples(

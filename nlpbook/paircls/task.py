@@ -45,6 +45,7 @@ class PairClassificationTrainArguments(TrainArguments):
 
     task: ClassVar[str] = "paircls"
     default_corpus_name: ClassVar[str] = "kornli"
+    book_task_name: ClassVar[str] = "pair-classification"
 
     text_a_column: str = option(
         "first text (premise) column of --train_file/--test_file", default="sentence1"
