@@ -152,3 +152,50 @@ def compare(
             if name not in best or result["examples_per_s"] > best[name]["examples_per_s"]:
                 best[name] = result
     return best
+
+
+def save_small_bert(folder: Path, model_class: Any, num_labels: int) -> Path:
+    """A folder that looks like a hub model (weights + kcbert tokenizer): ``nlpbook.train`` loads it
+    through the same ``pretrained_model_name`` path a user's ``beomi/kcbert-base`` takes."""
+    small_bert(model_class, num_labels=num_labels).save_pretrained(folder)
+    kcbert_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def report_throughput(
+    model_class: Any,
+    features: Sequence[Features],
+    num_labels: int,
+    pad_token_id: int,
+    *,
+    rows: int,
+    max_seq_length: int,
+    unit: str = "examples",
+) -> None:
+    """Training (batch 32) and prediction (batch 64, twice the rows) examples/s, nlpbook vs padded."""
+    model = small_bert(model_class, num_labels=num_labels)
+    print(
+        f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
+        f"{model.config.num_hidden_layers} layers x {model.config.hidden_size} hidden, random init; "
+        f"{torch.get_num_threads()} threads"
+    )
+    for train, count, batch_size in ((True, rows, 32), (False, rows * 2, 64)):
+        subset = features[:count]
+        result = compare(
+            model,
+            subset,
+            pad_token_id,
+            train=train,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+            max_batches=len(subset) // batch_size - 2,
+        )
+        name = "training  " if train else "prediction"
+        for side, r in result.items():
+            print(
+                f"{name} {side:8s} {r['examples_per_s']:8.1f} examples/s  "
+                f"{r['tokens_per_batch_row']:6.1f} tokens/row  padding {r['padding_share']:.0%}  "
+                f"({r['examples']} {unit}, batch {batch_size})"
+            )
+        ratio = result["dynamic"]["examples_per_s"] / result["padded"]["examples_per_s"]
+        print(f"{name.strip()}_speedup_vs_padded={ratio:.2f}")

@@ -26,8 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-from common import SHARED_DATA, compare, kcbert_tokenizer, small_bert
+from common import SHARED_DATA, kcbert_tokenizer, report_throughput, save_small_bert
 from transformers import AutoModelForTokenClassification
 
 import nlpbook
@@ -38,41 +37,9 @@ KLUE = SHARED_DATA / "klue"
 TRAIN, DEV = KLUE / "klue-ner-mini_train.tsv", KLUE / "klue-ner-v1.1_dev.tsv"
 
 
-def throughput(features, labels, tokenizer, options) -> None:
-    model = small_bert(AutoModelForTokenClassification, num_labels=len(labels))
-    print(
-        f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
-        f"{model.config.num_hidden_layers} layers x {model.config.hidden_size} hidden, random init; "
-        f"{torch.get_num_threads()} threads"
-    )
-    for train, rows, batch_size in ((True, options.rows, 32), (False, options.rows * 2, 64)):
-        subset = features[:rows]
-        result = compare(
-            model,
-            subset,
-            tokenizer.pad_token_id,
-            train=train,
-            batch_size=batch_size,
-            max_seq_length=options.max_seq_length,
-            max_batches=len(subset) // batch_size - 2,
-        )
-        name = "training  " if train else "prediction"
-        for side, r in result.items():
-            print(
-                f"{name} {side:8s} {r['examples_per_s']:8.1f} examples/s  "
-                f"{r['tokens_per_batch_row']:6.1f} tokens/row  padding {r['padding_share']:.0%}  "
-                f"({r['examples']} sentences, batch {batch_size})"
-            )
-        ratio = result["dynamic"]["examples_per_s"] / result["padded"]["examples_per_s"]
-        print(f"{name.strip()}_speedup_vs_padded={ratio:.2f}")
-
-
 def bounded_training(labels, options) -> None:
     with tempfile.TemporaryDirectory(prefix="ner-bench-") as tmp:
-        base = Path(tmp) / "small-bert"
-        # A folder that looks like a hub model: nlpbook.train loads it as a user's model.
-        small_bert(AutoModelForTokenClassification, num_labels=len(labels)).save_pretrained(base)
-        kcbert_tokenizer().save_pretrained(base)
+        base = save_small_bert(Path(tmp) / "small-bert", AutoModelForTokenClassification, len(labels))
         args = NERTrainArguments(
             pretrained_model_name=str(base),
             downstream_model_dir=str(Path(tmp) / "run"),
@@ -139,7 +106,15 @@ def main() -> None:
         f"{statistics.median(lengths)}, p90 {lengths[int(0.9 * len(lengths))]}, "
         f"p99 {lengths[int(0.99 * len(lengths))]}, max {lengths[-1]}; labels {labels}"
     )
-    throughput(features, labels, tokenizer, options)
+    report_throughput(
+        AutoModelForTokenClassification,
+        features,
+        len(labels),
+        tokenizer.pad_token_id,
+        rows=options.rows,
+        max_seq_length=options.max_seq_length,
+        unit="sentences",
+    )
     if not options.skip_training:
         bounded_training(labels, options)
 
