@@ -62,7 +62,9 @@ class TrainArguments:
         "kept for the book's notebooks; features are not cached (tokenising NSMC takes seconds)",
         default=False,
     )
-    force_download: bool = option("download the corpus again even when its files exist", default=False)
+    force_download: bool = option(
+        "train: download the corpus again (through Korpora) even when its files exist", default=False
+    )
     test_mode: bool = option(
         "smoke run: 1 epoch of at most 20 training and 5 validation batches", default=False
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -120,6 +121,11 @@ def _check_model_dir(args: TrainArguments) -> Path | None:
     return last if args.resume else None
 
 
+def _without_download(args: TrainArguments) -> TrainArguments:
+    """The same arguments with ``force_download`` off: it applies once, to the training run's read."""
+    return dataclasses.replace(args, force_download=False) if args.force_download else args
+
+
 def _limit(examples: list[Any], limit: int | None) -> list[Any]:
     return examples if limit is None else examples[:limit]
 
@@ -138,7 +144,8 @@ def _train(args: TrainArguments, task: Task) -> Path:
 
     # Read and validate all data before any model is loaded: a bad line fails in seconds.
     train_examples = _limit(task.read(args, "train"), args.max_train_samples)
-    eval_examples = _limit(task.read(args, "test"), args.max_eval_samples)
+    # force_download fetched the whole corpus while reading the training split: not a second time.
+    eval_examples = _limit(task.read(_without_download(args), "test"), args.max_eval_samples)
     label_names = task.label_names(train_examples)
     task.check_labels(eval_examples, label_names)
     tokenizer, model = load_pretrained(args, task, label_names)
@@ -204,7 +211,7 @@ def evaluate(args: TrainArguments, model_dir: str | Path | None = None) -> dict[
     export = read_export(model_dir or args.model_dir / EXPORT_DIR)
     if export.task.name != task.name:
         raise ArgumentError(f"{export.path} holds a {export.task.name!r} model, not {task.name!r}")
-    examples = _limit(task.read(args, "test"), args.max_eval_samples)
+    examples = _limit(task.read(_without_download(args), "test"), args.max_eval_samples)
     task.check_labels(examples, export.label_names)
     features = task.encode(examples, export.tokenizer, export.label_names, export.max_seq_length)
     logits = run_model(export.model, features, export.tokenizer.pad_token_id, args.eval_batch_size or 64)

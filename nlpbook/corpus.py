@@ -17,9 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DataError", "Row", "read_text", "read_table", "require_files", "check_labels", "korpora_fetch"]
+__all__ = [
+    "DataError",
+    "Row",
+    "read_text",
+    "read_table",
+    "read_text_rows",
+    "require_files",
+    "check_labels",
+    "korpora_fetch",
+]
 
 logger = logging.getLogger(__name__)
+TABLE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
 
 
 class DataError(ValueError):
@@ -79,6 +89,28 @@ def read_table(path: str | Path, columns: Sequence[str]) -> list[Row]:
     else:
         records = ((n, line.split("\t")) for n, line in enumerate(text.split("\n"), start=1))
     return _rows_from_records(path, records, columns, "comma" if suffix == ".csv" else "tab")
+
+
+def read_text_rows(path: str | Path, column: str = "text") -> list[Row]:
+    """Texts to predict: a table with a ``column`` header, or any other file with one text a line.
+
+    Blank lines of a plain text file are skipped and said so (each row keeps its line number,
+    so outputs still map back to the input); an empty text in a table is an error.
+    """
+    path = Path(path)
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        rows = read_table(path, [column])
+        for row in rows:
+            if not row.values[column].strip():
+                raise row.error(f"column {column!r} is empty; expected text")
+        return rows
+    lines = read_text(path).split("\n")
+    lines = lines[:-1] if lines[-1] == "" else lines
+    rows = [Row(str(path), n, {column: text}) for n, text in enumerate(lines, start=1) if text.strip()]
+    blank = [n for n, text in enumerate(lines, start=1) if not text.strip()]
+    if blank:
+        logger.warning("%s: skipped %d blank line(s) at line(s) %s", path, len(blank), blank[:10])
+    return rows
 
 
 def _csv_records(text: str) -> Iterable[tuple[int, list[str]]]:
@@ -176,22 +208,36 @@ def _json_list_records(text: str) -> list[tuple[int, Any]]:
             raise json.JSONDecodeError("expected ',' or a final ']'", text, position)
 
 
-def require_files(paths: Sequence[Path], download: Callable[[], None] | None, corpus: str) -> None:
-    """Make sure ``paths`` exist, calling ``download`` only when one is missing."""
+def require_files(
+    paths: Sequence[Path], download: Callable[[], None] | None, corpus: str, force: bool = False
+) -> None:
+    """Make sure ``paths`` exist, calling ``download`` only when one is missing (or ``force``).
+
+    Files are never deleted before a forced download: it overwrites them, and when it fails
+    (offline) the copies already there stay usable.
+    """
     missing = [p for p in paths if not p.is_file()]
-    if not missing:
+    if not missing and not force:
         return
     if download is None:
-        raise DataError(missing[0], None, f"file not found (corpus {corpus!r} cannot be downloaded)")
-    logger.info("%s: %s missing, downloading", corpus, ", ".join(str(p) for p in missing))
+        if missing:
+            raise DataError(missing[0], None, f"file not found (corpus {corpus!r} cannot be downloaded)")
+        logger.warning("force_download: corpus %r cannot be downloaded; using the files in place", corpus)
+        return
+    if missing:
+        logger.info("%s: %s missing, downloading", corpus, ", ".join(str(p) for p in missing))
+    else:
+        logger.info("%s: force_download, downloading again", corpus)
     try:
         download()
     except Exception as error:  # network errors come in many types; all mean the same here
+        what = "file not found and the" if missing else "force_download: the"
         raise DataError(
-            missing[0],
+            (missing or paths)[0],
             None,
-            f"file not found and the download of {corpus!r} failed ({type(error).__name__}: {error}). "
-            "Offline? Put the corpus files there by hand.",
+            f"{what} download of {corpus!r} failed ({type(error).__name__}: {error}). "
+            "Offline? Put the corpus files there by hand"
+            + (" and run without force_download." if not missing else "."),
         ) from error
     still = [p for p in paths if not p.is_file()]
     if still:
@@ -199,7 +245,8 @@ def require_files(paths: Sequence[Path], download: Callable[[], None] | None, co
 
 
 def korpora_fetch(corpus: str, root: Path) -> None:
-    """Download a corpus through Korpora; call only when files are missing (Korpora goes online first)."""
+    """Download a corpus through Korpora (overwriting); call only when files are missing or forced:
+    Korpora goes online before it reads local files."""
     from Korpora import Korpora
 
     Korpora.fetch(corpus, root_dir=str(root), force_download=True)

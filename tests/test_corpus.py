@@ -100,3 +100,54 @@ def test_real_nsmc_reads_offline(shared_data, monkeypatch):
     test = TASK.read(args, "test")
     assert len(test) == 25_000 - 2  # the two empty reviews are left out, with a warning
     assert {e.label for e in test} == {"negative", "positive"}
+
+
+def _nsmc_folder(root: Path) -> Path:
+    folder = root / "nsmc"
+    folder.mkdir(parents=True)
+    for split in ("train", "test"):
+        (folder / f"ratings_{split}.txt").write_text("id\tdocument\tlabel\n1\t좋다\t1\n2\t싫다\t0\n", "utf-8")
+    return folder
+
+
+def test_force_download_fetches_the_corpus_once_per_training_run(tmp_path, monkeypatch):
+    folder = _nsmc_folder(tmp_path / "korpora")
+    calls = []
+
+    def fetch(corpus_name, root_dir, force_download=False):
+        calls.append((corpus_name, force_download))
+        for split in ("train", "test"):  # a fresh download: other reviews than the local copy
+            (folder / f"ratings_{split}.txt").write_text(
+                "id\tdocument\tlabel\n1\t새 리뷰\t1\n2\t별로\t0\n", "utf-8"
+            )
+
+    monkeypatch.setattr("Korpora.Korpora.fetch", fetch)
+    args = ClassificationTrainArguments(
+        pretrained_model_name=str(tmp_path / "no-model"),  # stops right after the data is read
+        downstream_corpus_root_dir=str(tmp_path / "korpora"),
+        downstream_model_dir=str(tmp_path / "out"),
+        force_download=True,
+    )
+    with pytest.raises(nlpbook.ArgumentError, match="folder not found"):
+        nlpbook.train(args)
+    assert calls == [("nsmc", True)]
+    assert "새 리뷰" in (folder / "ratings_test.txt").read_text("utf-8")
+
+
+def test_force_download_offline_keeps_the_local_files(tmp_path, monkeypatch):
+    folder = _nsmc_folder(tmp_path / "korpora")
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr("Korpora.Korpora.fetch", offline)
+    args = ClassificationTrainArguments(
+        downstream_corpus_root_dir=str(tmp_path / "korpora"),
+        downstream_model_dir=str(tmp_path / "out"),
+        force_download=True,
+    )
+    with pytest.raises(
+        DataError, match="force_download: the download of 'nsmc' failed .*without force_download"
+    ):
+        nlpbook.train(args)
+    assert (folder / "ratings_train.txt").read_text("utf-8").count("\n") == 3  # not deleted

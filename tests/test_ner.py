@@ -225,6 +225,14 @@ def test_corpus_layouts(tmp_path: Path) -> None:
         downstream_corpus_name="klue-ner", downstream_corpus_root_dir=str(tmp_path), downstream_model_dir="x"
     )
     assert [e.text for e in TASK.read(args, "test")] == ["d다"]
+    # KLUE-NER cannot be downloaded by nlpbook: force_download must not delete the user's only copy.
+    forced = NERTrainArguments(
+        downstream_corpus_name="klue-ner",
+        downstream_corpus_root_dir=str(tmp_path),
+        downstream_model_dir="x",
+        force_download=True,
+    )
+    assert [e.text for e in TASK.read(forced, "test")] == ["d다"]
     with pytest.raises(DataError, match=r"ner/train\.txt: file not found"):  # no book corpus: say which file
         TASK.read(
             NERTrainArguments(downstream_corpus_root_dir=str(tmp_path), downstream_model_dir="x"), "test"

@@ -17,7 +17,15 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from transformers import AutoModelForSequenceClassification
 
 from nlpbook.arguments import TrainArguments, option
-from nlpbook.corpus import DataError, Row, check_labels, korpora_fetch, read_table, read_text, require_files
+from nlpbook.corpus import (
+    DataError,
+    Row,
+    check_labels,
+    korpora_fetch,
+    read_table,
+    read_text_rows,
+    require_files,
+)
 from nlpbook.tasks import Features, Split, Task
 
 __all__ = ["ClassificationTrainArguments", "TextExample", "SequenceClassificationTask", "TASK"]
@@ -188,19 +196,7 @@ class SequenceClassificationTask(Task):
         return TextExample(text)
 
     def examples_from_file(self, path: str) -> list[TextExample]:
-        source = Path(path)
-        if source.suffix.lower() in (".tsv", ".csv", ".jsonl", ".json"):
-            return [TextExample(nonempty(row, "text"), row=row) for row in read_table(source, ["text"])]
-        examples, blank = [], []
-        lines = read_text(source).split("\n")
-        for line, text in enumerate(lines[:-1] if lines[-1] == "" else lines, start=1):
-            if text.strip():
-                examples.append(TextExample(text, row=Row(str(source), line, {"text": text})))
-            else:
-                blank.append(line)
-        if blank:  # said, not silent: outputs carry "line" so they still map back to the input
-            logger.warning("%s: skipped %d blank line(s) at line(s) %s", source, len(blank), blank[:10])
-        return examples
+        return [TextExample(row.values["text"], row=row) for row in read_text_rows(path)]
 
 
 NSMC_LABELS = {"0": "negative", "1": "positive"}
@@ -221,10 +217,7 @@ class ClassificationTask(SequenceClassificationTask):
         folder = args.corpus_root / "nsmc"
         path = folder / f"ratings_{split}.txt"
         paths = [folder / "ratings_train.txt", folder / "ratings_test.txt"]
-        if args.force_download:
-            for p in paths:
-                p.unlink(missing_ok=True)
-        require_files(paths, lambda: korpora_fetch("nsmc", args.corpus_root), "nsmc")
+        require_files(paths, lambda: korpora_fetch("nsmc", args.corpus_root), "nsmc", args.force_download)
         rows = read_table(path, ["id", "document", "label"])
         examples, empty = [], []
         for row in rows:

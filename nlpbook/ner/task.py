@@ -18,7 +18,7 @@ from seqeval.metrics import classification_report, f1_score, precision_score, re
 from transformers import AutoModelForTokenClassification
 
 from nlpbook.arguments import TrainArguments, option
-from nlpbook.corpus import DataError, Row, korpora_fetch, read_table, read_text, require_files
+from nlpbook.corpus import DataError, korpora_fetch, read_text_rows, require_files
 from nlpbook.data import IGNORE_INDEX
 from nlpbook.ner import align
 from nlpbook.ner.formats import NERExample, read_ner_file
@@ -91,13 +91,10 @@ class NERTask(Task):
             )
         fmt, train, test = CORPORA[corpus]
         paths = corpus_files(args)
-        if args.force_download:
-            for path in paths:
-                path.unlink(missing_ok=True)
         download = (
             (lambda: korpora_fetch(corpus, args.corpus_root)) if corpus == "naver_changwon_ner" else None
         )
-        require_files(paths, download, corpus)
+        require_files(paths, download, corpus, args.force_download)
         folder = args.corpus_root / corpus
         examples = read_ner_file(folder / (train if split == "train" else test), fmt, args.repair_tags)  # type: ignore[arg-type]
         if corpus == "naver_changwon_ner":
@@ -220,20 +217,7 @@ class NERTask(Task):
 
     def examples_from_file(self, path: str) -> list[NERExample]:
         """Sentences to tag: a .txt file with one sentence a line, or .jsonl/.json/.tsv with "text"."""
-        source = Path(path)
-        if source.suffix.lower() in (".jsonl", ".json", ".tsv", ".csv"):
-            rows = read_table(source, ["text"])
-        else:
-            lines = read_text(source).split("\n")
-            lines = lines[:-1] if lines[-1] == "" else lines
-            rows = [Row(str(source), n, {"text": t}) for n, t in enumerate(lines, start=1) if t.strip()]
-            blank = [n for n, t in enumerate(lines, start=1) if not t.strip()]
-            if blank:  # said, not silent: outputs carry "line" so they still map back to the input
-                logger.warning("%s: skipped %d blank line(s) at line(s) %s", source, len(blank), blank[:10])
-        for row in rows:
-            if not row.values["text"].strip():
-                raise row.error("empty sentence")
-        return [NERExample(row.values["text"], row=row) for row in rows]
+        return [NERExample(row.values["text"], row=row) for row in read_text_rows(path)]
 
 
 def _f1(matched: int, predicted: int, gold: int) -> float:

@@ -33,7 +33,6 @@ KORNLI_FILES: dict[str, tuple[str, ...]] = {
     "train": ("multinli.train.ko.tsv", "snli_1.0_train.ko.tsv"),
     "test": ("xnli.dev.ko.tsv",),
 }
-KORNLI_ALL = ("multinli.train.ko.tsv", "snli_1.0_train.ko.tsv", "xnli.dev.ko.tsv", "xnli.test.ko.tsv")
 
 # The book's names first, then the names of KLUE's own release (klue-benchmark/KLUE).
 KLUE_NLI_FILES: dict[str, tuple[str, ...]] = {
@@ -46,10 +45,7 @@ def read_kornli(root: Path, split: Split, force_download: bool = False) -> list[
     """KorNLI from ``<root>/kornli/``: train = MultiNLI + SNLI, test = XNLI dev."""
     folder = root / "kornli"
     paths = [folder / name for name in KORNLI_FILES[split]]
-    if force_download:
-        for name in KORNLI_ALL:
-            (folder / name).unlink(missing_ok=True)
-    require_files(paths, lambda: korpora_fetch("kornli", root), "kornli")
+    require_files(paths, lambda: korpora_fetch("kornli", root), "kornli", force_download)
     examples: list[TextExample] = []
     for path in paths:
         examples += nli_examples(
