@@ -85,6 +85,11 @@ class LengthGroupedSampler(Sampler[int]):
     Shuffles, cuts the order into chunks of 50 batches, sorts each chunk by length and shuffles
     the batches: random enough for SGD, and nearly pad-free. Deterministic per (seed, epoch), so a
     run resumed mid-epoch can skip exactly the batches it already trained on.
+
+    On several devices every process computes the same batches and takes every ``world_size``-th
+    (``shard``), so batches stay length-grouped; Lightning's own distributed sampler would
+    re-shuffle the indices and undo the grouping. Each process must run as many batches as the
+    others, so up to ``world_size - 1`` batches of an epoch (different ones each epoch) are left out.
     """
 
     def __init__(
@@ -101,7 +106,14 @@ class LengthGroupedSampler(Sampler[int]):
         self.seed = seed
         self.chunk = batch_size * chunk_batches
         self.epoch = 0
+        self.rank, self.world_size = 0, 1
         self._skip: tuple[int, int] | None = None  # (epoch, batches already done in it)
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Yield only this process's share of each epoch's batches (one process per device)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        self.rank, self.world_size = rank, world_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -127,8 +139,16 @@ class LengthGroupedSampler(Sampler[int]):
         rng.shuffle(batches)
         return batches + [short] if short else batches
 
-    def __iter__(self) -> Iterator[int]:
+    def own_batches(self) -> list[list[int]]:
+        """This process's batches of the current epoch (all of them on a single device)."""
         batches = self.batches()
+        if self.world_size == 1:
+            return batches
+        usable = len(batches) - len(batches) % self.world_size
+        return batches[:usable][self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        batches = self.own_batches()
         if self._skip is not None and self._skip[0] == self.epoch:
             batches = batches[self._skip[1] :]
         self._skip = None
@@ -136,7 +156,9 @@ class LengthGroupedSampler(Sampler[int]):
             yield from batch
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        if self.world_size == 1:
+            return len(self.lengths)
+        return sum(len(batch) for batch in self.own_batches())
 
 
 def make_loader(

@@ -103,6 +103,11 @@ class TaskModule(pl.LightningModule):
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def setup(self, stage: str) -> None:
+        # One process per device (GPUs, TPU cores): each trains on its own share of the batches.
+        if self.train_sampler is not None and self.trainer.world_size > 1:
+            self.train_sampler.shard(self.trainer.global_rank, self.trainer.world_size)
+
     # --- exact resume: a run restarted from any checkpoint trains like one never stopped --------
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Dropout masks depend only on (seed, epoch, batch), not on what else drew random numbers

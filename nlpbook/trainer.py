@@ -30,6 +30,7 @@ import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
 from nlpbook.arguments import ArgumentError, TrainArguments
 from nlpbook.module import NonFiniteLossError
@@ -139,7 +140,7 @@ class LastCheckpoint(Checkpoint):
     def save(self, trainer: pl.Trainer) -> None:
         if trainer.sanity_checking or trainer.fast_dev_run:
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: resume needs the optimizer
         self._saved_step = trainer.global_step
         self._clock = time.monotonic()
         logger.debug("saved %s at step %d", self.path.name, trainer.global_step)
@@ -254,7 +255,7 @@ def build_trainer(args: TrainArguments, has_validation: bool = True) -> pl.Train
         limits["val_check_interval"] = int(interval) if interval >= 1 else interval
     # XLA brings its own checkpoint IO; everywhere else checkpoints are written atomically.
     plugins = [] if accelerator == "tpu" else [AtomicCheckpointIO()]
-    return pl.Trainer(
+    return _make_trainer(
         accelerator=accelerator,
         devices=devices,
         precision=args.resolved_precision,
@@ -271,5 +272,26 @@ def build_trainer(args: TrainArguments, has_validation: bool = True) -> pl.Train
         deterministic=False,
         enable_model_summary=False,
         limit_val_batches=limits.pop("limit_val_batches", 1.0 if has_validation else 0),
+        # LengthGroupedSampler shards itself (TaskModule.setup); Lightning's distributed sampler
+        # would re-shuffle it. Validation runs whole on every device, so metrics are exact.
+        use_distributed_sampler=False,
         **limits,
     )
+
+
+def _make_trainer(**options: Any) -> pl.Trainer:
+    """A Trainer whose extra device processes run only ``fit``, never the caller's script.
+
+    For several GPUs Lightning picks ``ddp``, which starts each extra process by running the
+    user's script again from the top: a second ``nlpbook.train`` would find the run folder locked,
+    and a notebook cannot be re-run at all. ``ddp_spawn`` starts the processes inside ``fit`` and
+    hands the trained weights back, so ``train`` works the same on one device or eight. (In a
+    notebook Lightning already picks ``ddp_fork``, which behaves the same way; TPUs spawn too.)
+    """
+    trainer = pl.Trainer(**options)
+    launcher = trainer.strategy.launcher
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    external = environment is not None and environment.creates_processes_externally  # torchrun, SLURM
+    if isinstance(launcher, _SubprocessScriptLauncher) and not external:
+        trainer = pl.Trainer(**options, strategy="ddp_spawn")
+    return trainer

@@ -120,3 +120,22 @@ def test_cli_can_set_an_optional_field_back_to_none():
 def test_a_book_task_name_of_another_task_is_refused():
     with pytest.raises(ArgumentError, match="downstream_task_name='pair-classification' does not match"):
         ClassificationTrainArguments(downstream_model_dir="x", downstream_task_name="pair-classification")
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"tpu_cores": 8}, ("tpu", 8)),  # the book's TPU cell -> Lightning 2.x's TPU accelerator
+        ({"tpu_cores": 1}, ("tpu", 1)),
+        ({}, ("auto", "auto")),
+        ({"accelerator": "gpu", "devices": "2"}, ("gpu", 2)),
+        ({"accelerator": "gpu", "devices": "0,1"}, ("gpu", "0,1")),
+        ({"accelerator": "cpu"}, ("cpu", 1)),
+    ],
+)
+def test_devices_map_onto_lightning(options, expected):
+    from nlpbook.trainer import devices_and_accelerator
+
+    assert (
+        devices_and_accelerator(ClassificationTrainArguments(downstream_model_dir="x", **options)) == expected
+    )

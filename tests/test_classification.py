@@ -138,6 +138,27 @@ def test_resume_continues_from_the_saved_step(tiny_bert, nsmc_root, tmp_path):
     assert last["lr_schedulers"][0]["last_epoch"] == 14, "the LR schedule carried over"
 
 
+def test_two_devices_train_in_spawned_processes_and_resume(tiny_bert, nsmc_root, tmp_path):
+    """devices=2 (two CPU processes here, as two GPUs would be): each trains on its own share of
+    the length-grouped batches, the caller's process keeps the lock and writes the export, and the
+    run resumes. 480 rows / 32 = 15 batches: 7 per device, one left out each epoch."""
+    args = make_args(tiny_bert, nsmc_root, tmp_path / "ddp", accelerator="cpu", devices="2", epochs=1)
+    export = nlpbook.train(args)
+    assert torch.load(args.model_dir / "last.ckpt", weights_only=False)["global_step"] == 7
+    best = next(args.model_dir.glob("epoch=*.ckpt"))
+    weights = torch.load(best, weights_only=False)["state_dict"]
+    exported = AutoModelForSequenceClassification.from_pretrained(export).state_dict()
+    assert torch.equal(weights["model.classifier.weight"], exported["classifier.weight"])
+
+    nlpbook.train(
+        make_args(
+            tiny_bert, nsmc_root, tmp_path / "ddp", accelerator="cpu", devices="2", epochs=2, resume=True
+        )
+    )
+    assert torch.load(args.model_dir / "last.ckpt", weights_only=False)["global_step"] == 14
+    assert nlpbook.predict(export, ["영화 최고"])[0]["label"] in ("negative", "positive")
+
+
 def test_command_line_train_evaluate_predict(tiny_bert, nsmc_root, tmp_path, capsys):
     common = [
         "--pretrained_model_name",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import torch
 
 from nlpbook.data import Collator, LengthGroupedSampler, make_loader
@@ -67,3 +68,35 @@ def test_sampler_skips_exactly_the_batches_already_trained():
     sampler.skip_batches(epoch=2, batches=7)
     assert list(sampler) == full[70:]
     assert list(sampler) == full, "the skip applies to one iteration only"
+
+
+@pytest.mark.parametrize("rows", [500, 512])  # 500: a short last batch; 512: none
+def test_sharded_sampler_splits_whole_grouped_batches_between_devices(rows):
+    lengths = [i % 41 for i in range(rows)]
+    whole = LengthGroupedSampler(lengths, batch_size=16, seed=0)
+    whole.set_epoch(3)
+    global_batches = [tuple(b) for b in whole.batches()]
+    shares = []
+    for rank in range(3):
+        sampler = LengthGroupedSampler(lengths, batch_size=16, seed=0)
+        sampler.set_epoch(3)
+        sampler.shard(rank, 3)
+        indices = list(sampler)
+        assert len(indices) == len(sampler)
+        # the DataLoader cuts every 16 indices: each cut must be one of the grouped batches
+        cuts = [tuple(indices[i : i + 16]) for i in range(0, len(indices), 16)]
+        assert set(cuts) <= set(global_batches)
+        shares.append(cuts)
+    assert len({len(share) for share in shares}) == 1, "every device runs the same number of batches"
+    used = [i for share in shares for batch in share for i in batch]
+    assert len(used) == len(set(used)), "no example on two devices"
+    assert len(global_batches) - sum(map(len, shares)) < 3, "at most world_size - 1 batches left out"
+
+
+def test_sharded_sampler_resumes_mid_epoch():
+    sampler = LengthGroupedSampler([i % 23 for i in range(300)], batch_size=10, seed=5)
+    sampler.shard(1, 2)
+    sampler.set_epoch(1)
+    full = list(sampler)
+    sampler.skip_batches(epoch=1, batches=4)
+    assert list(sampler) == full[40:]
