@@ -23,6 +23,7 @@ __all__ = [
     "read_text",
     "read_table",
     "read_text_rows",
+    "nonempty",
     "require_files",
     "check_labels",
     "korpora_fetch",
@@ -91,6 +92,14 @@ def read_table(path: str | Path, columns: Sequence[str]) -> list[Row]:
     return _rows_from_records(path, records, columns, "comma" if suffix == ".csv" else "tab")
 
 
+def nonempty(row: Row, column: str) -> str:
+    """The text in ``column``; blank or whitespace-only text is an error naming the line."""
+    text = row.values[column]
+    if not text.strip():
+        raise row.error(f"column {column!r} is empty; expected text")
+    return text
+
+
 def read_text_rows(path: str | Path, column: str = "text") -> list[Row]:
     """Texts to predict: a table with a ``column`` header, or any other file with one text a line.
 
@@ -101,8 +110,7 @@ def read_text_rows(path: str | Path, column: str = "text") -> list[Row]:
     if path.suffix.lower() in TABLE_SUFFIXES:
         rows = read_table(path, [column])
         for row in rows:
-            if not row.values[column].strip():
-                raise row.error(f"column {column!r} is empty; expected text")
+            nonempty(row, column)
         return rows
     lines = read_text(path).split("\n")
     lines = lines[:-1] if lines[-1] == "" else lines

@@ -22,6 +22,7 @@ from nlpbook.corpus import (
     Row,
     check_labels,
     korpora_fetch,
+    nonempty,
     read_table,
     read_text_rows,
     require_files,
@@ -51,13 +52,6 @@ class TextExample:
     text_b: str | None = None
     label: str | None = None
     row: Row | None = None  # where it was read from, for error messages
-
-
-def nonempty(row: Row, column: str) -> str:
-    text = row.values[column]
-    if not text.strip():
-        raise row.error(f"column {column!r} is empty; expected text")
-    return text
 
 
 class SequenceClassificationTask(Task):

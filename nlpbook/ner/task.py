@@ -7,7 +7,6 @@ from the training data, sub-token alignment (``align.py``), seqeval metrics over
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from nlpbook.tasks import Features, Split, Task
 
 __all__ = ["NERTrainArguments", "NERTask", "TASK", "CORPORA", "corpus_files"]
 
-logger = logging.getLogger(__name__)
 
 # corpus name -> (format, train file, test file) under <downstream_corpus_root_dir>/<corpus name>/.
 # Naver NER 2018 has no test file: every 10th sentence of train_data is held out (see read_naver).

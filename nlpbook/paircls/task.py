@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nlpbook.arguments import ArgumentError, TrainArguments, option
-from nlpbook.classification.task import SequenceClassificationTask, TextExample, nonempty
-from nlpbook.corpus import DataError, read_table
+from nlpbook.classification.task import SequenceClassificationTask, TextExample
+from nlpbook.corpus import DataError, nonempty, read_table
 from nlpbook.paircls.corpus import NLI_LABELS, read_klue_nli, read_kornli
 from nlpbook.tasks import Split
 

@@ -71,7 +71,7 @@ def fake_trainer(step: int) -> Any:
         fast_dev_run=False,
         strategy=SimpleNamespace(broadcast=lambda value: value),
     )
-    trainer.save_checkpoint = lambda path: saved.append(trainer.global_step)
+    trainer.save_checkpoint = lambda path, weights_only=None: saved.append(trainer.global_step)
     return trainer, saved
 
 
