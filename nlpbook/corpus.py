@@ -234,18 +234,17 @@ def require_files(
         return
     if missing:
         logger.info("%s: %s missing, downloading", corpus, ", ".join(str(p) for p in missing))
+        what, advice = "file not found and the", "Put the corpus files there by hand."
     else:
         logger.info("%s: force_download, downloading again", corpus)
+        what, advice = "force_download: the", "The files in place are kept: run without force_download."
     try:
         download()
     except Exception as error:  # network errors come in many types; all mean the same here
-        what = "file not found and the" if missing else "force_download: the"
         raise DataError(
             (missing or paths)[0],
             None,
-            f"{what} download of {corpus!r} failed ({type(error).__name__}: {error}). "
-            "Offline? Put the corpus files there by hand"
-            + (" and run without force_download." if not missing else "."),
+            f"{what} download of {corpus!r} failed ({type(error).__name__}: {error}). Offline? {advice}",
         ) from error
     still = [p for p in paths if not p.is_file()]
     if still:

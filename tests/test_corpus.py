@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import write_tsv
 
 import nlpbook
 from nlpbook.classification import ClassificationTrainArguments
@@ -102,12 +103,13 @@ def test_real_nsmc_reads_offline(shared_data, monkeypatch):
     assert {e.label for e in test} == {"negative", "positive"}
 
 
-def _nsmc_folder(root: Path) -> Path:
-    folder = root / "nsmc"
-    folder.mkdir(parents=True)
+NSMC_HEADER = ["id", "document", "label"]
+
+
+def _nsmc_folder(root: Path, rows: list[tuple[str, ...]] = (("1", "좋다", "1"), ("2", "싫다", "0"))) -> Path:
     for split in ("train", "test"):
-        (folder / f"ratings_{split}.txt").write_text("id\tdocument\tlabel\n1\t좋다\t1\n2\t싫다\t0\n", "utf-8")
-    return folder
+        write_tsv(root / "nsmc" / f"ratings_{split}.txt", NSMC_HEADER, list(rows))
+    return root / "nsmc"
 
 
 def test_force_download_fetches_the_corpus_once_per_training_run(tmp_path, monkeypatch):
@@ -116,10 +118,7 @@ def test_force_download_fetches_the_corpus_once_per_training_run(tmp_path, monke
 
     def fetch(corpus_name, root_dir, force_download=False):
         calls.append((corpus_name, force_download))
-        for split in ("train", "test"):  # a fresh download: other reviews than the local copy
-            (folder / f"ratings_{split}.txt").write_text(
-                "id\tdocument\tlabel\n1\t새 리뷰\t1\n2\t별로\t0\n", "utf-8"
-            )
+        _nsmc_folder(folder.parent, [("1", "새 리뷰", "1"), ("2", "별로", "0")])  # other reviews than before
 
     monkeypatch.setattr("Korpora.Korpora.fetch", fetch)
     args = ClassificationTrainArguments(
