@@ -25,6 +25,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from common import SHARED_DATA, kcbert_tokenizer, report_throughput, save_small_bert
 from transformers import AutoModelForTokenClassification
@@ -97,7 +98,9 @@ def main() -> None:
     started = time.perf_counter()
     examples = read_ner_file(TRAIN, "klue")
     labels = TASK.label_names(examples)
-    features = TASK.encode(examples, tokenizer, labels, options.max_seq_length)
+    features = TASK.encode(
+        examples, tokenizer, labels, SimpleNamespace(max_seq_length=options.max_seq_length)
+    )
     seconds = time.perf_counter() - started
     lengths = sorted(len(f["input_ids"]) for f in features)
     print(

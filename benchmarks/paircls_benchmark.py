@@ -25,6 +25,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from common import SHARED_DATA, kcbert_tokenizer, report_throughput, save_small_bert
 from transformers import AutoModelForSequenceClassification
@@ -89,7 +90,9 @@ def main() -> None:
     )
     examples = TASK.read(args, "train")
     labels = TASK.label_names(examples)
-    features = TASK.encode(examples, tokenizer, labels, options.max_seq_length)
+    features = TASK.encode(
+        examples, tokenizer, labels, SimpleNamespace(max_seq_length=options.max_seq_length)
+    )
     lengths = sorted(len(f["input_ids"]) for f in features)
     print(
         f"xnli.dev.ko.tsv: {len(features)} pairs, [CLS] a [SEP] b [SEP] lengths with kcbert-base: "

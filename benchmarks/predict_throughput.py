@@ -83,7 +83,7 @@ def main() -> None:
 
     texts = nsmc_texts(options.rows)
     tokenizer = kcbert_tokenizer()
-    model = small_bert(get_task("classification").model_class, num_labels=len(LABELS)).eval()
+    model = small_bert(get_task("classification").head.model_class(), num_labels=len(LABELS)).eval()
     export = Export(
         Path("(in memory)"), get_task("classification"), model, tokenizer, LABELS, MAX_SEQ_LENGTH, {}
     )

@@ -46,7 +46,7 @@ def build_export(folder: Path) -> Path:
     args = ClassificationTrainArguments(
         pretrained_model_name=str(KCBERT_DIR), downstream_model_dir=str(folder), random_init=True
     )
-    model = small_bert(task.model_class, num_labels=len(labels))
+    model = small_bert(task.head.model_class(), num_labels=len(labels))
     return write_export(folder / "export", model, kcbert_tokenizer(), task, labels, args)
 
 

@@ -23,6 +23,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from common import SHARED_DATA, compare, kcbert_tokenizer, save_small_bert, small_bert
@@ -84,7 +85,9 @@ def main() -> None:
     timings = []
     for _ in range(3):
         started = time.perf_counter()
-        features = TASK.encode(examples, tokenizer, labels, options.max_seq_length)
+        features = TASK.encode(
+            examples, tokenizer, labels, SimpleNamespace(max_seq_length=options.max_seq_length)
+        )
         timings.append(time.perf_counter() - started)
     lengths = sorted(len(f["input_ids"]) for f in features)
     print(

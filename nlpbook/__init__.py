@@ -8,14 +8,15 @@ nlpbook.predict(export_dir, ["재미있는 영화였다"])
 nlpbook.serve(export_dir, port=8000)  # web demo + JSON API
 """
 
+from __future__ import annotations
+
+import importlib
 import logging
+from typing import Any
 
 from nlpbook.arguments import ArgumentError, TrainArguments
-from nlpbook.commands import evaluate, train
 from nlpbook.corpus import DataError
-from nlpbook.export import ExportError
-from nlpbook.predictor import Predictor, predict
-from nlpbook.serve import serve
+from nlpbook.errors import CheckpointWriteError, ExportError, NonFiniteLossError
 
 __all__ = [
     "train",
@@ -27,7 +28,33 @@ __all__ = [
     "ArgumentError",
     "DataError",
     "ExportError",
+    "NonFiniteLossError",
+    "CheckpointWriteError",
 ]
 __version__ = "0.1.0"
+
+# The commands pull in torch, Lightning and transformers (seconds): they are imported on first
+# use, so `import nlpbook`, the argument classes and `nlpbook --help` stay fast.
+_LAZY = {
+    "train": "nlpbook.commands",
+    "evaluate": "nlpbook.commands",
+    "predict": "nlpbook.predictor",
+    "Predictor": "nlpbook.predictor",
+    "serve": "nlpbook.serve",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        # Cache it; for "serve" this also replaces the subpackage the import bound to that name.
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nlpbook' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

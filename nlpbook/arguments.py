@@ -13,14 +13,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from nlpbook.errors import ArgumentError
+
 __all__ = ["TrainArguments", "ArgumentError", "load_arguments", "option"]
 
 Precision = Literal["32-true", "16-mixed", "bf16-mixed", "bf16-true"]
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
-
-
-class ArgumentError(ValueError):
-    """An argument value that cannot work; raised at construction, before any data is read."""
 
 
 def option(text: str, **kwargs: Any) -> Any:
@@ -32,7 +30,7 @@ class TrainArguments:
     """Arguments shared by every task. Task modules subclass this and add only their own fields."""
 
     task: ClassVar[str] = ""
-    default_corpus_name: ClassVar[str] = ""
+    corpora: ClassVar[tuple[str, ...]] = ()  # the known corpora of the task; the first is the default
     book_task_name: ClassVar[str] = ""  # ratsnlp's downstream_task_name for this task
 
     # --- the book's fields -------------------------------------------------------------------
@@ -127,7 +125,8 @@ class TrainArguments:
 
     def __post_init__(self) -> None:
         if not self.downstream_corpus_name:
-            self.downstream_corpus_name = "custom" if self.train_file else self.default_corpus_name
+            default = self.corpora[0] if self.corpora else "custom"
+            self.downstream_corpus_name = "custom" if self.train_file else default
         problems = self.problems()
         if problems:
             raise ArgumentError(f"invalid {type(self).__name__}:\n  - " + "\n  - ".join(problems))
@@ -167,8 +166,13 @@ class TrainArguments:
             found.append(f"fp16=True conflicts with precision={self.precision!r}")
         if self.tpu_cores and self.fp16:
             found.append("fp16 is not supported on TPU; use precision='bf16-true'")
-        if not re.fullmatch(r"(min|max) \w+", self.monitor):
-            found.append(f"monitor must look like 'min val_loss' or 'max val_accuracy', got {self.monitor!r}")
+        found += self._monitor_problems()
+        if self.downstream_corpus_name not in (*self.corpora, "custom"):
+            known = ", ".join(repr(name) for name in (*self.corpora, "custom"))
+            found.append(
+                f"downstream_corpus_name={self.downstream_corpus_name!r} is not a corpus of this task; "
+                f"use one of {known} (custom: your own --train_file/--test_file)"
+            )
         if self.save_top_k < -1:
             found.append(f"save_top_k must be -1 (all), 0 or more, got {self.save_top_k}")
         if self.devices != "auto" and not re.fullmatch(r"-1|\d+|\d+(,\d+)*,?", self.devices.replace(" ", "")):
@@ -191,6 +195,23 @@ class TrainArguments:
         if self.cpu_workers < 0:
             found.append(f"cpu_workers must be >= 0, got {self.cpu_workers}")
         return found
+
+    def _monitor_problems(self) -> list[str]:
+        """--monitor must name a metric the task logs: a typo would otherwise fail after an epoch."""
+        allowed = ["val_loss"]
+        if self.task:
+            from nlpbook.tasks import get_task
+
+            allowed += [f"val_{name}" for name in get_task(self.task).metric_names]
+        example = f"'min val_loss' or 'max {allowed[-1]}'"
+        if not re.fullmatch(r"(min|max) \w+", self.monitor):
+            return [f"monitor must look like {example}, got {self.monitor!r}"]
+        if self.monitor.split()[1] not in allowed:
+            return [
+                f"monitor names {self.monitor.split()[1]!r}, which this task does not log; "
+                f"choose one of {', '.join(allowed)} (e.g. {example})"
+            ]
+        return []
 
     # --- derived values ----------------------------------------------------------------------
     @property

@@ -20,9 +20,8 @@ from typing import Any
 
 from nlpbook.arguments import ArgumentError, TrainArguments, load_arguments
 from nlpbook.corpus import DataError
-from nlpbook.module import NonFiniteLossError
-from nlpbook.tasks import get_task, task_names
-from nlpbook.trainer import CheckpointWriteError
+from nlpbook.errors import CheckpointWriteError, NonFiniteLossError
+from nlpbook.tasks import Task, get_task, input_field_names, task_names
 
 __all__ = ["main", "build_parser", "add_dataclass_options"]
 
@@ -117,9 +116,13 @@ def _add_predict_parser(commands: Any) -> None:
     predict = commands.add_parser("predict", help="predict with an export folder")
     predict.add_argument("task", nargs="?", choices=task_names(), help="optional: checked against the export")
     _add_model_options(predict)
-    predict.add_argument("--text", action="append", help="a text to predict (repeatable)")
-    predict.add_argument("--text_a", action="append", help="pair models: first text (repeatable)")
-    predict.add_argument("--text_b", action="append", help="pair models: second text (repeatable)")
+    # One option per input field any task declares (--text; --text_a --text_b; ...): which ones a
+    # model takes is checked against its task before it loads.
+    for name in input_field_names():
+        users = [task for task in task_names() if name in [f.name for f in get_task(task).input_fields]]
+        predict.add_argument(
+            f"--{name}", action="append", help=f"input field of {', '.join(users)} models (repeatable)"
+        )
     predict.add_argument(
         "--input", type=Path, help="file of inputs: .txt (one per line), .tsv/.csv/.jsonl/.json with a header"
     )
@@ -139,33 +142,42 @@ def _add_serve_parser(commands: Any) -> None:
     serve.add_argument("--max_batch_size", type=int, default=64, help="larger 'texts' batches get 413")
 
 
-def _cli_inputs(namespace: argparse.Namespace) -> list[Any] | None:
-    """The --text / --text_a --text_b inputs, or None for --input; checked before the model loads."""
-    pairs = bool(namespace.text_a or namespace.text_b)
-    given = sum((bool(namespace.text), pairs, namespace.input is not None))
-    if given != 1:
-        raise ArgumentError("give one of --text (repeatable), --text_a with --text_b, or --input FILE")
-    if pairs:
-        if len(namespace.text_a or []) != len(namespace.text_b or []):
-            raise ArgumentError("give as many --text_b as --text_a (one pair each)")
-        return list(zip(namespace.text_a, namespace.text_b, strict=True))
-    return namespace.text
+def _cli_inputs(namespace: argparse.Namespace, task: Task) -> list[Any] | None:
+    """The --<field> inputs as dicts (one per repetition), or None for --input; checked against
+    the model's task before the model loads."""
+    names = [f.name for f in task.input_fields]
+    given = {name: getattr(namespace, name) for name in input_field_names() if getattr(namespace, name)}
+    spelled = " ".join(f"--{name} TEXT" for name in names)
+    if bool(given) == (namespace.input is not None):
+        raise ArgumentError(f"give the inputs as {spelled} (repeatable) or as --input FILE")
+    if namespace.input is not None:
+        return None
+    if sorted(given) != sorted(names):
+        raise ArgumentError(
+            f"a {task.name} model takes {spelled}; got {' '.join('--' + name for name in given)}"
+        )
+    counts = {len(values) for values in given.values()}
+    if len(counts) > 1:
+        raise ArgumentError(f"give each of {', '.join('--' + n for n in names)} the same number of times")
+    return [dict(zip(given, values, strict=True)) for values in zip(*given.values(), strict=True)]
 
 
 def _predict(namespace: argparse.Namespace) -> None:
+    from nlpbook.export import read_meta
+
+    task = get_task(read_meta(namespace.model_dir)["task"])
+    if namespace.task and namespace.task != task.name:
+        raise ArgumentError(f"{namespace.model_dir} holds a {task.name!r} model, not {namespace.task!r}")
+    inputs = _cli_inputs(namespace, task)
+
     from nlpbook.predictor import Predictor, atomic_output
 
-    inputs = _cli_inputs(namespace)
     predictor = Predictor.from_pretrained(
         namespace.model_dir,
         device=namespace.device,
         batch_size=namespace.batch_size,
         dtype="bf16" if namespace.bf16 else None,
     )
-    if namespace.task and namespace.task != predictor.task.name:
-        raise ArgumentError(
-            f"{namespace.model_dir} holds a {predictor.task.name!r} model, not {namespace.task!r}"
-        )
     if inputs is None:
         summary = predictor.predict_file(
             namespace.input,
@@ -178,11 +190,8 @@ def _predict(namespace: argparse.Namespace) -> None:
         return
     try:
         results = predictor(inputs)
-    except ValueError as error:  # e.g. --text for a pair model
-        raise ArgumentError(
-            f"{predictor.task.name} model: {error} "
-            "(--text is for single-text models, --text_a/--text_b for pair models)"
-        ) from None
+    except ValueError as error:  # e.g. a blank --text
+        raise ArgumentError(str(error)) from None
     with atomic_output(namespace.output) as sink:
         sink.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
 

@@ -58,13 +58,12 @@ def load_pretrained(args: TrainArguments, task: Task, label_names: list[str]) ->
             f"{name}: the tokenizer has {len(tokenizer)} tokens but the model's embeddings hold only "
             f"{vocab_size}; the tokenizer files belong to another model"
         )
-    config.num_labels = len(label_names)
-    config.id2label = dict(enumerate(label_names))
-    config.label2id = {label: i for i, label in enumerate(label_names)}
+    config.update(task.head_config(label_names))
+    model_class = task.head.model_class()
     if args.random_init:
-        model = task.model_class.from_config(config)
+        model = model_class.from_config(config)
     else:
-        model = task.model_class.from_pretrained(name, config=config)
+        model = model_class.from_pretrained(name, config=config)
     return tokenizer, model
 
 
@@ -151,8 +150,8 @@ def _train(args: TrainArguments, task: Task) -> Path:
     tokenizer, model = load_pretrained(args, task, label_names)
 
     started = time.perf_counter()
-    train_features = task.encode(train_examples, tokenizer, label_names, args.max_seq_length)
-    eval_features = task.encode(eval_examples, tokenizer, label_names, args.max_seq_length)
+    train_features = task.encode(train_examples, tokenizer, label_names, args)
+    eval_features = task.encode(eval_examples, tokenizer, label_names, args)
     logger.info(
         "encoded %d + %d examples in %.1fs",
         len(train_features),
@@ -172,6 +171,7 @@ def _train(args: TrainArguments, task: Task) -> Path:
         pad_to=pad_to,
         seed=seed,
         workers=args.cpu_workers,
+        label_keys=task.head.label_keys,
     )
     eval_loader = make_loader(
         eval_features,
@@ -181,8 +181,9 @@ def _train(args: TrainArguments, task: Task) -> Path:
         group_by_length=args.group_by_length,
         pad_to=pad_to,
         workers=args.cpu_workers,
+        label_keys=task.head.label_keys,
     )
-    module = TaskModule(model, args, task, label_names, eval_features)
+    module = TaskModule(model, args, task, label_names, eval_examples, eval_features)
     module.train_sampler = getattr(train_loader, "sampler", None)
 
     args.model_dir.mkdir(parents=True, exist_ok=True)
@@ -213,10 +214,11 @@ def evaluate(args: TrainArguments, model_dir: str | Path | None = None) -> dict[
         raise ArgumentError(f"{export.path} holds a {export.task.name!r} model, not {task.name!r}")
     examples = _limit(task.read(_without_download(args), "test"), args.max_eval_samples)
     task.check_labels(examples, export.label_names)
-    features = task.encode(examples, export.tokenizer, export.label_names, export.max_seq_length)
-    logits = run_model(export.model, features, export.tokenizer.pad_token_id, args.eval_batch_size or 64)
-    predictions = [row.argmax(-1) for row in logits]
-    metrics = task.metrics(predictions, features, export.label_names)
+    features = task.encode(examples, export.tokenizer, export.label_names, export.settings)
+    outputs = run_model(
+        task, export.model, features, export.tokenizer.pad_token_id, args.eval_batch_size or 64
+    )
+    metrics = task.metrics(examples, features, outputs, export.label_names)
     metrics["examples"] = len(examples)
     (export.path / EVALUATION_FILE).write_text(
         json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"

@@ -14,19 +14,17 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from nlpbook.arguments import TrainArguments
+from nlpbook.errors import ExportError
 from nlpbook.tasks import Task, get_task
 
-__all__ = ["EXPORT_DIR", "ExportError", "Export", "write_export", "read_export"]
+__all__ = ["EXPORT_DIR", "ExportError", "Export", "write_export", "read_export", "find_export", "read_meta"]
 
 EXPORT_DIR = "export"
 META_FILE = "nlpbook.json"
-
-
-class ExportError(FileNotFoundError):
-    """A model folder that predict/serve cannot use, with what is missing."""
 
 
 @dataclass
@@ -39,6 +37,12 @@ class Export:
     max_seq_length: int
     arguments: dict[str, Any]
 
+    @property
+    def settings(self) -> SimpleNamespace:
+        """The training arguments as attributes: what ``task.encode`` reads, so prediction encodes
+        exactly as training did."""
+        return SimpleNamespace(**{**self.arguments, "max_seq_length": self.max_seq_length})
+
 
 def write_export(
     destination: Path, model: Any, tokenizer: Any, task: Task, label_names: list[str], args: TrainArguments
@@ -46,8 +50,7 @@ def write_export(
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
     try:
-        model.config.id2label = dict(enumerate(label_names))
-        model.config.label2id = {name: i for i, name in enumerate(label_names)}
+        model.config.update(task.head_config(label_names))
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         meta = {
@@ -76,17 +79,21 @@ def _replace_dir(new: Path, destination: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def read_export(path: str | Path, device: str | None = None) -> Export:
-    """Load an export folder (or a ``downstream_model_dir`` that contains one)."""
-    from transformers import AutoTokenizer
-
+def find_export(path: str | Path) -> Path:
+    """The export folder itself, given it or the ``downstream_model_dir`` that holds it."""
     path = Path(path).expanduser()
     if not (path / META_FILE).is_file() and (path / EXPORT_DIR / META_FILE).is_file():
         path = path / EXPORT_DIR
+    return path
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """``nlpbook.json`` of a complete export (task, labels, arguments), without loading the model:
+    enough to check a request against the task before spending seconds on weights."""
+    path = find_export(path)
     if not path.is_dir():
         raise ExportError(f"{path}: model folder not found")
-    required = [META_FILE, "config.json"]
-    missing = [name for name in required if not (path / name).is_file()]
+    missing = [name for name in (META_FILE, "config.json") if not (path / name).is_file()]
     if not any((path / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
         missing.append("model.safetensors")
     if not any((path / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
@@ -96,9 +103,17 @@ def read_export(path: str | Path, device: str | None = None) -> Export:
             f"{path}: not a complete nlpbook export, missing {', '.join(missing)} "
             f"(train writes it to <downstream_model_dir>/{EXPORT_DIR})"
         )
-    meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+    return json.loads((path / META_FILE).read_text(encoding="utf-8"))
+
+
+def read_export(path: str | Path, device: str | None = None) -> Export:
+    """Load an export folder (or a ``downstream_model_dir`` that contains one)."""
+    from transformers import AutoTokenizer
+
+    meta = read_meta(path)
+    path = find_export(path)
     task = get_task(meta["task"])
-    model = task.model_class.from_pretrained(path)
+    model = task.head.model_class().from_pretrained(path)
     if device:
         model.to(device)
     model.eval()

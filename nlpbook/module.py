@@ -1,8 +1,9 @@
 """The one LightningModule: every task trains through it.
 
 It owns the optimizer and the LR schedule (returned under ``lr_scheduler``, the key Lightning
-reads: ratsnlp returned ``scheduler``, so its LR never changed), logs loss and accuracy, and hands
-validation predictions to the task's metric function.
+reads: ratsnlp returned ``scheduler``, so its LR never changed) and logs the loss. It never looks
+inside the outputs: the task names its per-step training metrics, and validation hands the raw
+outputs of every feature to the task's metric function.
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from nlpbook.arguments import TrainArguments
-from nlpbook.data import IGNORE_INDEX, LengthGroupedSampler
+from nlpbook.data import LengthGroupedSampler
+from nlpbook.errors import NonFiniteLossError
+from nlpbook.inference import output_rows
 from nlpbook.tasks import Features, Task
 
 __all__ = ["TaskModule", "NonFiniteLossError", "make_optimizer"]
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
 
 
 class TaskModule(pl.LightningModule):
@@ -34,6 +33,7 @@ class TaskModule(pl.LightningModule):
         args: TrainArguments,
         task: Task,
         label_names: Sequence[str],
+        val_examples: Sequence[Any] = (),
         val_features: Sequence[Features] = (),
     ) -> None:
         super().__init__()
@@ -43,9 +43,10 @@ class TaskModule(pl.LightningModule):
         self.args = args
         self.task = task
         self.label_names = list(label_names)
+        self.val_examples = list(val_examples)
         self.val_features = list(val_features)
         self.train_sampler: LengthGroupedSampler | None = None
-        self._val_predictions: dict[int, np.ndarray] = {}
+        self._val_outputs: dict[int, np.ndarray] = {}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> Any:
         inputs = {k: v for k, v in batch.items() if k != "feature_index"}
@@ -61,7 +62,8 @@ class TaskModule(pl.LightningModule):
                 "the last checkpoint in downstream_model_dir is left as it was"
             )
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
-        self.log("train_accuracy", _accuracy(output.logits, batch["labels"]), prog_bar=True)
+        for name, value in self.task.train_metrics(self.task.outputs(output).detach(), batch).items():
+            self.log(name, value, prog_bar=True)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
@@ -75,23 +77,19 @@ class TaskModule(pl.LightningModule):
             sync_dist=True,
             batch_size=batch["input_ids"].shape[0],
         )
-        predictions = output.logits.argmax(-1).cpu().numpy()
-        lengths = batch["attention_mask"].sum(-1).cpu().tolist()
-        for index, prediction, length in zip(
-            batch["feature_index"].tolist(), predictions, lengths, strict=True
-        ):
-            self._val_predictions[index] = prediction[:length] if prediction.ndim else prediction
+        rows = output_rows(self.task, self.task.outputs(output), batch["attention_mask"])
+        self._val_outputs.update(zip(batch["feature_index"].tolist(), rows, strict=True))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_predictions or self.trainer.sanity_checking:
-            self._val_predictions.clear()
+        if not self._val_outputs or self.trainer.sanity_checking:
+            self._val_outputs.clear()
             return
-        indices = sorted(self._val_predictions)
-        predictions = [self._val_predictions[i] for i in indices]
+        indices = sorted(self._val_outputs)
+        outputs = [self._val_outputs[i] for i in indices]
         features = [self.val_features[i] for i in indices]
-        self._val_predictions.clear()
-        metrics = self.task.metrics(predictions, features, self.label_names)
-        scalars = {f"val_{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        self._val_outputs.clear()
+        metrics = self.task.metrics(self.val_examples, features, outputs, self.label_names)
+        scalars = {f"val_{name}": float(metrics[name]) for name in self.task.metric_names}
         self.log_dict(scalars, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -154,10 +152,3 @@ def make_optimizer(
     device = next(model.parameters()).device
     fused = fused and device.type in ("cpu", "cuda")
     return torch.optim.AdamW(groups, lr=learning_rate, fused=fused)
-
-
-def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Share of positions predicted right, leaving out those the loss ignores (-100)."""
-    keep = labels != IGNORE_INDEX
-    correct = (logits.argmax(-1) == labels) & keep
-    return correct.sum().float() / keep.sum().clamp(min=1)

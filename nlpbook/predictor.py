@@ -16,93 +16,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence, Sized
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 import torch
 
-from nlpbook.arguments import ArgumentError
-from nlpbook.data import make_loader
+from nlpbook.errors import ArgumentError
 from nlpbook.export import Export, read_export
-from nlpbook.tasks import Features
+from nlpbook.inference import autocast_dtype, resolve_device, run_model
 
-__all__ = [
-    "Predictor",
-    "FileSummary",
-    "predict",
-    "run_model",
-    "resolve_device",
-    "autocast_dtype",
-    "atomic_output",
-]
+__all__ = ["Predictor", "FileSummary", "predict", "run_model", "atomic_output"]
 
 logger = logging.getLogger(__name__)
-
-
-@torch.inference_mode()
-def run_model(
-    model: Any,
-    features: Sequence[Features],
-    pad_token_id: int,
-    batch_size: int = 64,
-    dtype: torch.dtype | None = None,
-) -> list[np.ndarray]:
-    """Logits for each feature, in input order; batches are length-sorted and padded per batch.
-
-    Token-level logits are cut to the feature's own length, so padding never reaches a caller.
-    """
-    if not features:
-        return []
-    device = next(model.parameters()).device
-    loader = make_loader(features, batch_size, pad_token_id, shuffle=False, group_by_length=True)
-    results: list[np.ndarray | None] = [None] * len(features)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
-    for batch in loader:
-        indices = batch.pop("feature_index").tolist()
-        batch.pop("labels", None)
-        with autocast:
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-        logits = logits.float().cpu().numpy()
-        lengths = batch["attention_mask"].sum(-1).tolist()
-        for index, row, length in zip(indices, logits, lengths, strict=True):
-            results[index] = row[:length] if row.ndim == 2 else row
-    return results  # type: ignore[return-value]
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` means the GPU when there is one, else the CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ArgumentError(f"device={str(device)!r}, but torch sees no CUDA GPU; use device='cpu'")
-    return resolved
-
-
-def autocast_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``--bf16``; refused on CPU, where bf16 matmuls are usually slower."""
-    if dtype is None:
-        return None
-    names = {
-        "bf16": torch.bfloat16,
-        "bfloat16": torch.bfloat16,
-        "fp16": torch.float16,
-        "float16": torch.float16,
-    }
-    resolved = names.get(dtype, None) if isinstance(dtype, str) else dtype
-    if resolved not in (torch.bfloat16, torch.float16):
-        raise ArgumentError(f"dtype must be bf16 or fp16 (autocast), got {dtype!r}")
-    if device.type != "cuda":
-        raise ArgumentError(
-            f"{resolved} autocast is only offered on a CUDA GPU (device is {device}); "
-            "on CPU predict in float32 (drop --bf16)"
-        )
-    if resolved == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise ArgumentError("this GPU does not support bf16; drop --bf16")
-    return resolved
 
 
 @dataclass
@@ -194,8 +121,10 @@ class Predictor:
     def predict_examples(self, examples: Sequence[Any]) -> list[dict[str, Any]]:
         """Predictions for task examples (as ``task.example_from_input`` or a reader makes them)."""
         export = self.export
-        features = self.task.encode(examples, export.tokenizer, None, export.max_seq_length)
-        logits = run_model(export.model, features, export.tokenizer.pad_token_id, self.batch_size, self.dtype)
+        features = self.task.encode(examples, export.tokenizer, None, export.settings)
+        outputs = run_model(
+            self.task, export.model, features, export.tokenizer.pad_token_id, self.batch_size, self.dtype
+        )
         by_example: dict[int, list[int]] = {}
         for position, feature in enumerate(features):
             by_example.setdefault(feature["example_index"], []).append(position)
@@ -203,7 +132,7 @@ class Predictor:
         for i, example in enumerate(examples):
             positions = by_example.get(i, [])
             own = [features[p] for p in positions]
-            result = self.task.decode(example, own, [logits[p] for p in positions], self.label_names)
+            result = self.task.decode(example, own, [outputs[p] for p in positions], self.label_names)
             if any("truncated" in f for f in own):  # the task reports truncation: pass it on
                 result["truncated"] = any(f.get("truncated") for f in own)
             results.append(result)

@@ -33,7 +33,7 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
 from nlpbook.arguments import ArgumentError, TrainArguments
-from nlpbook.module import NonFiniteLossError
+from nlpbook.errors import CheckpointWriteError, NonFiniteLossError
 
 __all__ = [
     "build_trainer",
@@ -52,10 +52,6 @@ logger = logging.getLogger(__name__)
 LAST_CHECKPOINT = "last.ckpt"
 LOCK_FILE = ".nlpbook.lock"
 _TEMP_MARK = ".tmp-"
-
-
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (full disk, quota, ...); the previous file is untouched."""
 
 
 class ModelDirBusyError(ArgumentError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +18,11 @@ KCBERT_DIR = SHARED_DATA / "models" / "kcbert-base"
 
 logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
 logging.getLogger("lightning").setLevel(logging.WARNING)
+
+
+def settings(max_seq_length: int, **values: object) -> SimpleNamespace:
+    """What ``Task.encode`` reads from a run's arguments, for calling it directly."""
+    return SimpleNamespace(max_seq_length=max_seq_length, **values)
 
 
 def write_tsv(path: Path, header: list[str], rows: list[tuple[str, ...]]) -> Path:

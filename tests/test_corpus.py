@@ -8,7 +8,7 @@ import pytest
 from conftest import write_tsv
 
 import nlpbook
-from nlpbook.classification import ClassificationTrainArguments
+from nlpbook.classification import TASK, ClassificationTrainArguments
 from nlpbook.corpus import DataError, read_table
 
 GOOD_TRAIN = "text\tlabel\n좋은 영화\tpos\n나쁜 영화\tneg\n"
@@ -150,3 +150,28 @@ def test_force_download_offline_keeps_the_local_files(tmp_path, monkeypatch):
     ):
         nlpbook.train(args)
     assert (folder / "ratings_train.txt").read_text("utf-8").count("\n") == 3  # not deleted
+
+
+def test_a_score_column_is_refused_as_classes_with_a_hint(tmp_path):
+    """KorSTS's score read as classes would be 205 labels ('0', '0.00', '3.8', ...)."""
+    train = "text\tlabel\n" + "".join(
+        f"문장 {i}\t{score}\n" for i, score in enumerate(["0", "0.00", "3.8", "5"])
+    )
+    error = run(tmp_path, train)
+    assert error.line == 4 and "that is a score, not classes" in str(error)
+    assert "nlpbook train sts" in str(error)
+
+
+def test_integer_spellings_of_one_label_are_one_class(tmp_path, caplog):
+    (tmp_path / "train.tsv").write_text("text\tlabel\n가\t1\n나\t1.0\n다\t0\n라\t0.0\n", encoding="utf-8")
+    args = ClassificationTrainArguments(downstream_model_dir="x", train_file=str(tmp_path / "train.tsv"))
+    with caplog.at_level("WARNING"):
+        examples = TASK.read(args, "train")
+    assert TASK.label_names(examples) == ["0", "1"]
+    assert "2 label(s) spelled as numbers in another way were normalised" in caplog.text
+    assert "'1.0' -> '1' at line 3" in caplog.text
+
+
+def test_true_beside_numbers_is_ambiguous(tmp_path):
+    error = run(tmp_path, "text\tlabel\n가\t1\n나\t0\n다\ttrue\n")
+    assert error.line == 4 and "mixes true/false with numbers" in str(error)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import settings
 from tiny_bert import FILLER, NAMES, PLACES
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -121,10 +122,10 @@ def test_export_reloads_with_identical_predictions(trained: tuple[Path, NERTrain
     # plain transformers reads the same weights and gives the logits nlpbook decoded from
     model = AutoModelForTokenClassification.from_pretrained(export).eval()
     tokenizer = AutoTokenizer.from_pretrained(export)
-    features = TASK.encode([NERExample(t) for t in texts[:3]], tokenizer, None, 32)
+    features = TASK.encode([NERExample(t) for t in texts[:3]], tokenizer, None, settings(32))
     with torch.inference_mode():
         plain = [model(torch.tensor([f["input_ids"]])).logits[0].numpy() for f in features]
-    ours = run_model(first.export.model, features, tokenizer.pad_token_id)
+    ours = run_model(TASK, first.export.model, features, tokenizer.pad_token_id)
     for a, b in zip(plain, ours, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -133,7 +134,7 @@ def test_long_sentence_is_windowed_not_cut(trained: tuple[Path, NERTrainArgument
     export, _ = trained
     predictor = Predictor.from_pretrained(export)
     text = " ".join(["오늘 안중근 보고 제주 극장 정말"] * 12)  # far beyond max_seq_length=32
-    features = TASK.encode([TASK.example_from_input(text)], predictor.export.tokenizer, None, 32)
+    features = TASK.encode([TASK.example_from_input(text)], predictor.export.tokenizer, None, settings(32))
     assert len(features) > 3 and all(len(f["input_ids"]) <= 32 for f in features)
     result = predictor(text)
     people = [e for e in result["entities"] if e["type"] == "PER"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import settings
 from transformers import AutoTokenizer
 
 from nlpbook.data import IGNORE_INDEX, Collator
@@ -28,13 +29,13 @@ def gold_as_logits(features: Sequence[Features], size: int) -> list[np.ndarray]:
 
 
 def round_trip(example: NERExample, tokenizer, labels: Sequence[str], max_seq_length: int = 128) -> dict:
-    features = TASK.encode([example], tokenizer, labels, max_seq_length)
+    features = TASK.encode([example], tokenizer, labels, settings(max_seq_length))
     return TASK.decode(example, features, gold_as_logits(features, len(labels)), labels)
 
 
 def test_subtoken_labels_and_ignored_positions(tokenizer) -> None:
     example = NERExample("이순신은 한산도 앞바다에서 싸웠다", (Entity("PS", 0, 3), Entity("LC", 5, 8)))
-    [feature] = TASK.encode([example], tokenizer, LABELS, 128)
+    [feature] = TASK.encode([example], tokenizer, LABELS, settings(128))
     tokens = tokenizer.convert_ids_to_tokens(feature["input_ids"])
     tags = [LABELS[i] if i != IGNORE_INDEX else None for i in feature["labels"]]
     pairs = list(zip(tokens, tags, strict=True))
@@ -47,7 +48,7 @@ def test_subtoken_labels_and_ignored_positions(tokenizer) -> None:
 
 def test_padding_positions_are_ignored(tokenizer) -> None:
     example = NERExample("세종은 한글을 만들었다", (Entity("PS", 0, 2),))
-    [feature] = TASK.encode([example], tokenizer, LABELS, 24)
+    [feature] = TASK.encode([example], tokenizer, LABELS, settings(24))
     batch = Collator(tokenizer.pad_token_id, pad_to=24)([feature])  # padding="max_length"
     assert batch["labels"].shape == (1, 24)
     padding = (batch["attention_mask"][0] == 0).nonzero().flatten().tolist()
@@ -75,7 +76,7 @@ def test_boundary_inside_a_subtoken_widens_the_span(tokenizer) -> None:
 
 def test_decode_reads_tags_as_seqeval_does(tokenizer) -> None:
     text = "세종 세종 서울 부산"
-    [feature] = TASK.encode([NERExample(text)], tokenizer, None, 128)
+    [feature] = TASK.encode([NERExample(text)], tokenizer, None, settings(128))
     assert "labels" not in feature
     tags = ["O", "B-PS", "B-PS", "I-LC", "I-LC", "O"]  # [CLS] w1 w2 w3 w4 [SEP]
     logits = np.eye(len(LABELS))[[LABELS.index(t) for t in tags]]
@@ -93,9 +94,9 @@ def test_long_sentence_windows_cover_every_subtoken(tokenizer) -> None:
             gold.append(Entity("PS" if word == "이순신은" else "LC", start, start + 3))  # 이순신, 한산도
         start += len(word) + 1
     example = NERExample(text, tuple(gold))
-    features = TASK.encode([example], tokenizer, LABELS, 16)
+    features = TASK.encode([example], tokenizer, LABELS, settings(16))
     assert len(features) > 4 and all(len(f["input_ids"]) <= 16 for f in features)
-    whole = [o for o in TASK.encode([example], tokenizer, LABELS, 512)[0]["offsets"] if o]
+    whole = [o for o in TASK.encode([example], tokenizer, LABELS, settings(512))[0]["offsets"] if o]
     covered = {o for f in features for o in f["offsets"] if o}
     assert covered == set(whole)  # nothing cut off
     assert sum(len([o for o in f["offsets"] if o]) for f in features) > len(whole)  # windows overlap
@@ -116,7 +117,7 @@ def test_klue_ner_round_trip(tokenizer, shared_data: Path) -> None:
         pytest.skip(f"{path} not found")
     examples = read_ner_file(path, "klue")[:2000]
     labels = TASK.label_names(examples)
-    features = TASK.encode(examples, tokenizer, labels, 128)
+    features = TASK.encode(examples, tokenizer, labels, settings(128))
     by_example: dict[int, list[Features]] = {}
     for feature in features:
         by_example.setdefault(feature["example_index"], []).append(feature)
@@ -138,8 +139,7 @@ def test_klue_ner_round_trip(tokenizer, shared_data: Path) -> None:
     print(f"KLUE-NER dev round trip over {len(examples)} sentences: {counts}")
     assert counts["representable_exact"] == counts["representable"]  # exact wherever it can be
     assert counts["exact"] / counts["entities"] > 0.8  # kcbert: about 83% of entities (see align.py)
-    predictions = [np.array([max(label, 0) for label in f["labels"]]) for f in features]
-    metrics = TASK.metrics(predictions, features, labels)
+    metrics = TASK.metrics(examples, features, gold_as_logits(features, len(labels)), labels)
     assert metrics["f1"] == 1.0 and metrics["token_accuracy"] == 1.0
     assert metrics["span_f1"] == pytest.approx(counts["exact"] / counts["entities"], abs=0.01)
 

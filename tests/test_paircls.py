@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_tsv
+from conftest import settings, write_tsv
 from tiny_bert import FILLER, NEGATIVE, POSITIVE
 
 import nlpbook
@@ -374,7 +374,7 @@ def test_prediction_inputs() -> None:
         example = TASK.example_from_input(good)
         assert (example.text_a, example.text_b, example.label) == ("가", "나", None)
     for bad in ("가", ("가",), ("가", " "), {"text_a": "가"}, ("가", "나", "다")):
-        with pytest.raises(ArgumentError, match="pairs"):
+        with pytest.raises(ValueError, match="paircls predicts from text_a, text_b"):
             TASK.example_from_input(bad)
 
 
@@ -400,7 +400,7 @@ def test_pair_encoding_with_kcbert(kcbert_dir) -> None:
         [TextExample(long_a, "그는 장군이었다", "entailment")],
         tokenizer,
         ["entailment", "neutral", "contradiction"],
-        max_seq_length=24,
+        settings(24),
     )[0]
     tokens = tokenizer.convert_ids_to_tokens(feature["input_ids"])
     assert len(tokens) == 24 and tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and tokens.count("[SEP]") == 2

@@ -209,9 +209,12 @@ def test_cli_predict(export_dir: Path, tmp_path: Path, capsys: pytest.CaptureFix
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ([], "give one of --text"),
-        (["--text_a", "a", "--text_b", "b"], "classification model: input 0"),
-        (["--text_a", "a"], "as many --text_b as --text_a"),
+        ([], "give the inputs as --text TEXT (repeatable) or as --input FILE"),
+        (
+            ["--text_a", "a", "--text_b", "b"],
+            "a classification model takes --text TEXT; got --text_a --text_b",
+        ),
+        (["--text", "좋다", "--input", "x.txt"], "give the inputs as --text TEXT"),
         (["--text", "좋다", "--bf16", "--device", "cpu"], "only offered on a CUDA GPU"),
     ],
 )

@@ -108,7 +108,7 @@ def test_page_shows_the_api_answer(server: str, browser) -> None:  # noqa: ANN00
     api = httpx.post(server + "predict", json={"text": sentence}).json()
     page = open_page(browser, server)
     assert "task: classification" in page.text_content("#info")
-    page.fill("#text", sentence)
+    page.fill("#field-text", sentence)
     page.click("#predict")
     page.wait_for_selector("#result:not([hidden])", timeout=10_000)
     assert page.text_content("#label") == api["label"] == "1"
@@ -117,11 +117,11 @@ def test_page_shows_the_api_answer(server: str, browser) -> None:  # noqa: ANN00
     if os.environ.get("NLPBOOK_SCREENSHOT"):
         page.screenshot(path=os.environ["NLPBOOK_SCREENSHOT"], full_page=True)
 
-    page.fill("#text", "   ")  # the server's 422 message is shown, and the page keeps working
+    page.fill("#field-text", "   ")  # the server's 422 message is shown, and the page keeps working
     page.click("#predict")
     page.wait_for_selector("#error:not([hidden])", timeout=10_000)
     assert "non-empty text" in page.text_content("#error")
-    page.fill("#text", "최악 졸작 지루")
+    page.fill("#field-text", "최악 졸작 지루")
     page.click("#predict")
     page.wait_for_function("document.getElementById('label').textContent === '0'", timeout=10_000)
     assert page.is_hidden("#error")
@@ -172,9 +172,13 @@ def test_pair_page_has_two_boxes(tmp_path: Path, tiny_bert: Path, browser) -> No
     for url in serve_in_thread(export):
         api = httpx.post(url + "predict", json={"text_a": "나는 영화를 봤다", "text_b": "극장에 갔다"}).json()
         page = open_page(browser, url)
-        assert page.is_visible("#text_a") and page.is_visible("#text_b") and page.is_hidden("#text")
-        page.fill("#text_a", "나는 영화를 봤다")
-        page.fill("#text_b", "극장에 갔다")
+        assert (
+            page.is_visible("#field-text_a")
+            and page.is_visible("#field-text_b")
+            and page.is_hidden("#field-text")
+        )
+        page.fill("#field-text_a", "나는 영화를 봤다")
+        page.fill("#field-text_b", "극장에 갔다")
         page.click("#predict")
         page.wait_for_selector("#result:not([hidden])", timeout=10_000)
         assert page.text_content("#label") == api["label"]
@@ -190,7 +194,7 @@ def test_ner_page_highlights_entities(tmp_path: Path, tiny_bert: Path, browser) 
         api = httpx.post(url + "predict", json={"text": sentence}).json()
         assert len(api["entities"]) >= 3
         page = open_page(browser, url)
-        page.fill("#text", sentence)
+        page.fill("#field-text", sentence)
         page.click("#predict")
         page.wait_for_selector("#result:not([hidden])", timeout=10_000)
         marks = page.locator("#entities mark")

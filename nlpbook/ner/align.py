@@ -24,14 +24,14 @@ context on both sides.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from nlpbook.corpus import DataError
-from nlpbook.data import IGNORE_INDEX
 from nlpbook.ner.formats import Entity, NERExample
-from nlpbook.tasks import Features
+from nlpbook.tasks import IGNORE_INDEX, Features
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["encode", "window_overlap", "merge_windows", "token_labels", "spans_from_tags"]
 

@@ -10,24 +10,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
-
-import numpy as np
-from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
-from transformers import AutoModelForTokenClassification
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from nlpbook.arguments import TrainArguments, option
 from nlpbook.corpus import DataError, korpora_fetch, read_text_rows, require_files
-from nlpbook.data import IGNORE_INDEX
 from nlpbook.ner import align
 from nlpbook.ner.formats import NERExample, read_ner_file
-from nlpbook.tasks import Features, Split, Task
+from nlpbook.tasks import IGNORE_INDEX, Features, Head, InputField, Split, Task, accuracy
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 __all__ = ["NERTrainArguments", "NERTask", "TASK", "CORPORA", "corpus_files"]
 
 
 # corpus name -> (format, train file, test file) under <downstream_corpus_root_dir>/<corpus name>/.
-# Naver NER 2018 has no test file: every 10th sentence of train_data is held out (see read_naver).
+# Naver NER 2018 has no test file: every 10th sentence of train_data is held out (see read_corpus).
 CORPORA: dict[str, tuple[str, str, str]] = {
     "ner": ("book", "train.txt", "val.txt"),
     "naver_changwon_ner": ("naver", "train_data", "train_data"),
@@ -41,7 +40,7 @@ class NERTrainArguments(TrainArguments):
     """Arguments for named-entity recognition; defaults train on the book's NER corpus."""
 
     task: ClassVar[str] = "ner"
-    default_corpus_name: ClassVar[str] = "ner"
+    corpora: ClassVar[tuple[str, ...]] = tuple(CORPORA)
     book_task_name: ClassVar[str] = "named-entity-recognition"
 
     ner_format: Literal["auto", "book", "naver", "klue", "conll"] = option(
@@ -54,15 +53,6 @@ class NERTrainArguments(TrainArguments):
         default=False,
     )
 
-    def problems(self) -> list[str]:
-        found = super().problems()
-        known = (*CORPORA, "custom")
-        if self.downstream_corpus_name not in known:
-            found.append(
-                f"downstream_corpus_name must be one of {known}, got {self.downstream_corpus_name!r}"
-            )
-        return found
-
 
 def corpus_files(args: NERTrainArguments) -> list[Path]:
     fmt, train, test = CORPORA[args.downstream_corpus_name]
@@ -73,20 +63,16 @@ def corpus_files(args: NERTrainArguments) -> list[Path]:
 class NERTask(Task):
     name = "ner"
     arguments_class = NERTrainArguments
-    model_class = AutoModelForTokenClassification
+    head = Head("AutoModelForTokenClassification", "token_classification", per_token=True)
+    input_fields = (InputField("text", "문장 (text)", "예: 이순신은 조선의 장군이다"),)
+    metric_names = ("f1", "precision", "recall", "span_f1", "token_accuracy")
 
     # --- reading -----------------------------------------------------------------------------
-    def read(self, args: NERTrainArguments, split: Split) -> list[NERExample]:
-        # A file given for a split wins over the corpus's own (as in classification), so a model
-        # trained on a corpus can be scored on another file with --test_file.
-        path = args.train_file if split == "train" else args.test_file
-        if path is not None:
-            return read_ner_file(path, args.ner_format, args.repair_tags)
+    def read_file(self, path: Path, args: NERTrainArguments, split: Split) -> list[NERExample]:
+        return read_ner_file(path, args.ner_format, args.repair_tags)
+
+    def read_corpus(self, args: NERTrainArguments, split: Split) -> list[NERExample]:
         corpus = args.downstream_corpus_name
-        if corpus == "custom":
-            raise DataError(
-                f"--{split}_file", None, "not given (needed with downstream_corpus_name='custom')"
-            )
         fmt, train, test = CORPORA[corpus]
         paths = corpus_files(args)
         download = (
@@ -130,15 +116,25 @@ class NERTask(Task):
         examples: Sequence[NERExample],
         tokenizer: Any,
         label_names: Sequence[str] | None,
-        max_seq_length: int,
+        args: Any,
     ) -> list[Features]:
-        return align.encode(examples, tokenizer, label_names, max_seq_length)
+        return align.encode(examples, tokenizer, label_names, args.max_seq_length)
+
+    def train_metrics(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        return {"train_token_accuracy": accuracy(outputs, batch["labels"])}
 
     def metrics(
-        self, predictions: Sequence[np.ndarray], features: Sequence[Features], label_names: Sequence[str]
+        self,
+        examples: Sequence[NERExample],
+        features: Sequence[Features],
+        outputs: Sequence[np.ndarray],
+        label_names: Sequence[str],
     ) -> dict[str, Any]:
         """Entity-level precision/recall/F1 (seqeval, micro and per type) over whole sentences,
         and the accuracy of sub-token tags at the positions the loss uses."""
+        from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+
+        predictions = [row.argmax(-1) for row in outputs]
         by_example: dict[int, list[int]] = {}
         for position, feature in enumerate(features):
             by_example.setdefault(feature["example_index"], []).append(position)
@@ -195,10 +191,10 @@ class NERTask(Task):
         self,
         example: NERExample,
         features: Sequence[Features],
-        logits: Sequence[np.ndarray],
+        outputs: Sequence[np.ndarray],
         label_names: Sequence[str],
     ) -> dict[str, Any]:
-        merged = align.merge_windows(features, logits)
+        merged = align.merge_windows(features, outputs)
         offsets = [offset for offset, *_ in merged]
         tags = [label_names[int(v[i].argmax())] for _, _, i, v in merged]
         entities = [
@@ -207,11 +203,8 @@ class NERTask(Task):
         ]
         return {"text": example.text, "entities": entities}
 
-    def example_from_input(self, item: Any) -> NERExample:
-        text = item.get("text") if isinstance(item, dict) else item
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"expected a non-empty sentence to tag, got {item!r}")
-        return NERExample(text)
+    def example_from_fields(self, values: dict[str, str]) -> NERExample:
+        return NERExample(values["text"])
 
     def examples_from_file(self, path: str) -> list[NERExample]:
         """Sentences to tag: a .txt file with one sentence a line, or .jsonl/.json/.tsv with "text"."""

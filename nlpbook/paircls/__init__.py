@@ -5,7 +5,6 @@ for ``ratsnlp.nlpbook.classification`` with ``downstream_corpus_name="kornli"`` 
 changing its import to ``from nlpbook.paircls import ClassificationTrainArguments``.
 """
 
-from nlpbook.classification.task import TextExample
 from nlpbook.paircls.corpus import NLI_LABELS
 from nlpbook.paircls.task import (
     TASK,
@@ -13,6 +12,7 @@ from nlpbook.paircls.task import (
     PairClassificationTask,
     PairClassificationTrainArguments,
 )
+from nlpbook.text import TextExample
 
 __all__ = [
     "PairClassificationTrainArguments",

@@ -16,9 +16,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from nlpbook.classification.task import TextExample
 from nlpbook.corpus import DataError, Row, korpora_fetch, read_table, require_files
 from nlpbook.tasks import Split
+from nlpbook.text import TextExample
 
 __all__ = ["NLI_LABELS", "KORNLI_FILES", "KLUE_NLI_FILES", "read_kornli", "read_klue_nli", "nli_examples"]
 

@@ -1,8 +1,10 @@
 """The FastAPI app behind ``nlpbook serve``: written once for every task.
 
 The request body is handed to the task's own ``example_from_input`` (the same function
-``Predictor`` uses), so a task that accepts ``{"text": ...}`` or ``{"text_a": ..., "text_b": ...}``
-in Python accepts the same JSON here, with no per-task code in the server. Everything a client
+``Predictor`` uses), and ``/health`` publishes the task's declared input fields, from which the
+page builds its boxes: a task that takes ``{"text": ...}``, ``{"text_a": ..., "text_b": ...}`` or
+``{"question": ..., "context": ...}`` in Python takes the same JSON here, with no per-task code in
+the server or the page. Everything a client
 can get wrong is answered with a 4xx and a message that says what to send instead; the server
 keeps serving.
 
@@ -113,6 +115,7 @@ def create_app(predictor: Predictor, limits: Limits | None = None) -> FastAPI:
         return {
             "status": "ok",
             "task": task.name,
+            "input_fields": [asdict(field) for field in task.input_fields],
             "labels": predictor.label_names,
             "max_seq_length": predictor.max_seq_length,
             **asdict(limits),
@@ -120,8 +123,8 @@ def create_app(predictor: Predictor, limits: Limits | None = None) -> FastAPI:
 
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Any]:
-        """``{"text": ...}`` (pairs: ``{"text_a": ..., "text_b": ...}``) -> one prediction;
-        ``{"texts": [item, ...]}`` -> ``{"results": [...]}`` in the same order."""
+        """One input (a JSON object with the task's input fields, see ``/health``) -> one
+        prediction; ``{"texts": [item, ...]}`` -> ``{"results": [...]}`` in the same order."""
         body = await _json_body(request, limits)
         single = "texts" not in body
         items = [body] if single else _batch_items(body, limits)
@@ -130,7 +133,7 @@ def create_app(predictor: Predictor, limits: Limits | None = None) -> FastAPI:
             where = "" if single else f"texts[{position}]: "
             _check_sizes(item, limits, where)
             try:
-                examples.append(task.example_from_input(tuple(item) if isinstance(item, list) else item))
+                examples.append(task.example_from_input(item))
             except ValueError as error:
                 raise HTTPException(422, f"{where}{error}") from None
         results = await batcher.predict(examples)

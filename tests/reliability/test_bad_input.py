@@ -112,7 +112,7 @@ def test_unseen_label_at_evaluation_names_file_and_line(task: str, tiny_bert: Pa
     labels = task_.label_names(task_.read(args, "train"))
     from transformers import AutoTokenizer
 
-    model = task_.model_class.from_pretrained(tiny_bert, num_labels=len(labels))
+    model = task_.head.model_class().from_pretrained(tiny_bert, num_labels=len(labels))
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     write_export(args.model_dir / EXPORT_DIR, model, tokenizer, task_, labels, args)
     with pytest.raises(DataError, match=rf"^{re.escape(str(test))}:3: .*is not one of the model's"):

@@ -120,7 +120,7 @@ def test_changed_data_or_tokenizer_is_picked_up_on_the_next_run(tmp_path, monkey
     args = arguments(model, tmp_path, "run2", **quick)
     nlpbook.train(args)
     tokenizer = AutoTokenizer.from_pretrained(model)
-    fresh = [f["input_ids"] for f in real_encode(TASK.read(args, "train"), tokenizer, None, 128)]
+    fresh = [f["input_ids"] for f in real_encode(TASK.read(args, "train"), tokenizer, None, args)]
     assert encoded[2] == fresh != encoded[0]
 
     write(tmp_path / "test.tsv", file_text("classification", n=7, seed=3))
@@ -132,7 +132,7 @@ def test_failed_export_write_keeps_the_previous_export(tiny_bert, tmp_path, monk
     from nlpbook.export import read_export, write_export
 
     args = arguments(tiny_bert, tmp_path)
-    model = TASK.model_class.from_pretrained(tiny_bert, num_labels=2)
+    model = TASK.head.model_class().from_pretrained(tiny_bert, num_labels=2)
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     export = write_export(args.model_dir / "export", model, tokenizer, TASK, ["0", "1"], args)
 
