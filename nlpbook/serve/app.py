@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -142,13 +143,29 @@ def create_app(predictor: Predictor, limits: Limits | None = None) -> FastAPI:
     return app
 
 
-async def _json_body(request: Request, limits: Limits) -> dict[str, Any]:
+def _too_large(message: str) -> HTTPException:
+    # Connection: close, so the server drops the rest of the body instead of reading it to discard
+    # it (uvicorn 0.54 reads a body the app left unread to the end when the connection stays open).
+    return HTTPException(413, message, headers={"Connection": "close"})
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, read chunk by chunk and abandoned as soon as it passes ``limit``: a chunked upload
+    has no Content-Length to check first, and reading it whole would hold all of it in memory."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
-        raise HTTPException(413, f"request body is {declared} bytes; the limit is {limits.max_body_bytes}")
-    raw = await request.body()
-    if len(raw) > limits.max_body_bytes:
-        raise HTTPException(413, f"request body is {len(raw)} bytes; the limit is {limits.max_body_bytes}")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(f"request body is {declared} bytes; the limit is {limit}")
+    body = bytearray()
+    async with aclosing(request.stream()) as chunks:
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > limit:
+                raise _too_large(f"request body is over {limit} bytes; the limit is {limit}")
+    return bytes(body)
+
+
+async def _json_body(request: Request, limits: Limits) -> dict[str, Any]:
+    raw = await _read_body(request, limits.max_body_bytes)
     if not raw.strip():
         raise HTTPException(400, 'empty request body; send JSON such as {"text": "..."}')
     try:
@@ -159,6 +176,12 @@ async def _json_body(request: Request, limits: Limits) -> dict[str, Any]:
         raise HTTPException(
             400, f"malformed JSON at line {error.lineno} column {error.colno}: {error.msg}"
         ) from None
+    except RecursionError:  # [[[[...]]]] deeper than the parser's recursion limit
+        raise HTTPException(
+            400, 'JSON nested too deeply; send a flat object such as {"text": "..."}'
+        ) from None
+    except ValueError as error:  # Python's limit on int digits (4300): a number no input needs
+        raise HTTPException(400, f"unusable JSON: {str(error).split(';')[0]}") from None
     if not isinstance(body, dict):
         raise HTTPException(
             422, f'expected a JSON object such as {{"text": "..."}}, got a JSON {type(body).__name__}'
