@@ -140,6 +140,13 @@ def _add_serve_parser(commands: Any) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max_text_chars", type=int, default=5000, help="longer texts get 413")
     serve.add_argument("--max_batch_size", type=int, default=64, help="larger 'texts' batches get 413")
+    serve.add_argument(
+        "--allowed_hosts",
+        nargs="+",
+        metavar="NAME",
+        help="Host names accepted besides 127.0.0.1, localhost and [::1] ('*': any); default: none "
+        "when --host is loopback, any otherwise",
+    )
 
 
 def _cli_inputs(namespace: argparse.Namespace, task: Task) -> list[Any] | None:
@@ -208,6 +215,7 @@ def _serve(namespace: argparse.Namespace) -> None:
         bf16=namespace.bf16,
         max_text_chars=namespace.max_text_chars,
         max_batch_size=namespace.max_batch_size,
+        allowed_hosts=namespace.allowed_hosts,
     )
 
 

@@ -15,6 +15,9 @@ from nlpbook.predictor import Predictor
 from nlpbook.serve.app import Limits, create_app
 from nlpbook.tasks import TASKS
 
+# The address `nlpbook serve` answers on by default; TestClient's own Host, testserver, gets 403.
+LOCAL = "http://127.0.0.1:8000"
+
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Predictor:
@@ -23,7 +26,9 @@ def predictor(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Pred
 
 @pytest.fixture(scope="module")
 def client(predictor: Predictor) -> Iterator[TestClient]:
-    with TestClient(create_app(predictor, Limits(max_text_chars=500, max_batch_size=4))) as client:
+    with TestClient(
+        create_app(predictor, Limits(max_text_chars=500, max_batch_size=4)), base_url=LOCAL
+    ) as client:
         yield client  # one event loop for all requests, as under uvicorn
 
 
@@ -75,7 +80,7 @@ def test_bad_requests_get_4xx_and_server_keeps_serving(
 
 
 def test_oversized_body_refused_before_reading(predictor: Predictor) -> None:
-    with TestClient(create_app(predictor, Limits(max_body_bytes=100))) as small:
+    with TestClient(create_app(predictor, Limits(max_body_bytes=100)), base_url=LOCAL) as small:
         answer = small.post("/predict", json={"texts": ["좋다"] * 50})
     assert answer.status_code == 413 and "limit is 100" in answer.json()["detail"]
 
@@ -103,7 +108,10 @@ def test_concurrent_requests_are_batched_and_isolated(predictor: Predictor, monk
     monkeypatch.setattr(predictor, "predict_examples", slow)
     texts = [f"최고 영화 {i}" for i in range(15)] + ["boom"]
     app = create_app(predictor, Limits(max_batch_size=8))
-    with TestClient(app, raise_server_exceptions=False) as client, ThreadPoolExecutor(8) as pool:
+    with (
+        TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as client,
+        ThreadPoolExecutor(8) as pool,
+    ):
         answers = list(pool.map(lambda t: client.post("/predict", json={"text": t}), texts))
     assert [a.status_code for a in answers] == [200] * 15 + [500]
     assert [a.json()["text"] for a in answers[:15]] == texts[:15]
@@ -113,7 +121,7 @@ def test_concurrent_requests_are_batched_and_isolated(predictor: Predictor, monk
 @pytest.mark.skipif("paircls" not in TASKS, reason="pair classification task not registered yet")
 def test_pair_model_api(tiny_bert: Path, tmp_path: Path) -> None:
     export = untrained_export("paircls", tiny_bert, tmp_path / "pair", ["entailment", "contradiction"])
-    with TestClient(create_app(Predictor.from_pretrained(export, device="cpu"))) as pair:
+    with TestClient(create_app(Predictor.from_pretrained(export, device="cpu")), base_url=LOCAL) as pair:
         check_pair_api(pair)
 
 
@@ -130,7 +138,7 @@ def check_pair_api(pair: TestClient) -> None:
 @pytest.mark.skipif("ner" not in TASKS, reason="NER task not registered yet")
 def test_ner_model_api(tiny_bert: Path, tmp_path: Path) -> None:
     export = untrained_export("ner", tiny_bert, tmp_path / "ner", ["O", "B-PS", "I-PS"])
-    with TestClient(create_app(Predictor.from_pretrained(export, device="cpu"))) as ner:
+    with TestClient(create_app(Predictor.from_pretrained(export, device="cpu")), base_url=LOCAL) as ner:
         check_ner_api(ner)
 
 

@@ -1,4 +1,5 @@
-"""The serve app against hostile input: endless chunked bodies and pathological JSON."""
+"""The serve app against hostile input: endless chunked bodies, pathological JSON, and the
+requests a web page on another site can make a visitor's browser send to 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from test_predict import trained_classifier
 
+import nlpbook.cli
 from nlpbook.predictor import Predictor
 from nlpbook.serve.app import Limits, create_app
 
@@ -147,3 +149,93 @@ def test_pathological_json_gets_400(client: TestClient, body: bytes, message: st
     answer = client.post("/predict", content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 400 and message in answer.json()["detail"]
     assert client.post("/predict", json={"text": "최고"}).status_code == 200
+
+
+# --- what another site's page can make a browser send ----------------------------------------------
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None],
+)
+def test_predict_takes_only_json(client: TestClient, content_type: str | None) -> None:
+    """The content types a cross-site <form> or fetch can send without a CORS preflight."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    answer = client.post("/predict", content='{"text": "최고"}'.encode(), headers=headers)
+    assert answer.status_code == 415 and "Content-Type: application/json" in answer.json()["detail"]
+    with_charset = {"Content-Type": "application/json; charset=utf-8"}
+    assert client.post("/predict", content=b'{"text": "a"}', headers=with_charset).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Origin": "http://evil.example"}, 403),
+        ({"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Origin": "http://127.0.0.1:3000", "Sec-Fetch-Site": "same-site"}, 403),  # another local port
+        ({"Origin": "null"}, 403),  # a sandboxed iframe or a file:// page
+        ({"Origin": LOCAL}, 200),  # the demo page itself
+        ({"Origin": "https://127.0.0.1:8000"}, 200),  # Colab's service worker serves it over https
+        ({"Origin": "https://demo.example", "Sec-Fetch-Site": "same-origin"}, 200),  # behind a proxy
+        ({}, 200),  # curl, httpx, scripts: no Origin
+    ],
+)
+def test_cross_origin_post_is_refused(client: TestClient, headers: dict[str, str], status: int) -> None:
+    answer = client.post("/predict", json={"text": "최고"}, headers=headers)
+    assert answer.status_code == status
+    if status == 403:
+        assert "cross-origin request from" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("127.0.0.1:8000", 200),
+        ("localhost:8000", 200),
+        ("LOCALHOST", 200),
+        ("[::1]:9000", 200),
+        ("evil.example:8000", 403),  # DNS rebinding: evil.example now resolves to 127.0.0.1
+        ("127.0.0.1.evil.example", 403),
+        ("testserver", 403),
+    ],
+)
+def test_host_header_is_checked(client: TestClient, host: str, status: int) -> None:
+    for answer in (
+        client.get("/health", headers={"Host": host}),
+        client.get("/", headers={"Host": host}),
+        client.post("/predict", json={"text": "최고"}, headers={"Host": host}),
+    ):
+        assert answer.status_code == status, (host, answer.request.url)
+    if status == 403:
+        assert "--allowed_hosts" in answer.json()["detail"]
+
+
+def test_create_app_with_any_host(predictor: Predictor) -> None:
+    with TestClient(create_app(predictor, allowed_hosts=["*"])) as anywhere:
+        assert anywhere.get("/health", headers={"Host": "evil.example"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("options", "allowed", "refused"),
+    [
+        ([], ["127.0.0.1:8000", "localhost:8000"], ["evil.example", "192.168.0.5:8000"]),
+        (["--host", "0.0.0.0"], ["192.168.0.5:8000", "evil.example"], []),
+        (
+            ["--host", "0.0.0.0", "--allowed_hosts", "demo.lan"],
+            ["demo.lan:8000", "localhost"],
+            ["evil.example"],
+        ),
+        (["--allowed_hosts", "*"], ["evil.example"], []),
+    ],
+    ids=["loopback", "0.0.0.0", "0.0.0.0 with --allowed_hosts", "--allowed_hosts *"],
+)
+def test_cli_serve_picks_hosts_from_the_bind_address(
+    export: Path, monkeypatch: pytest.MonkeyPatch, options: list[str], allowed: list[str], refused: list[str]
+) -> None:
+    """`nlpbook serve` end to end up to uvicorn.run, whose app is then asked with each Host."""
+    apps = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
+    assert nlpbook.cli.main(["serve", "--model_dir", str(export), "--device", "cpu", *options]) == 0
+    with TestClient(apps[0]) as served:
+        for host in allowed:
+            assert served.get("/health", headers={"Host": host}).status_code == 200, host
+        for host in refused:
+            assert served.get("/health", headers={"Host": host}).status_code == 403, host

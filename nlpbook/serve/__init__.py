@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["serve"]
@@ -24,21 +26,41 @@ def serve(
     bf16: bool = False,
     max_text_chars: int = 5000,
     max_batch_size: int = 64,
+    allowed_hosts: Sequence[str] | None = None,
     log_level: str = "info",
 ) -> None:
     """Load the export in ``model_dir`` and serve ``GET /``, ``GET /health`` and ``POST /predict``.
 
     Loopback (127.0.0.1) by default: the demo has no authentication, so opening it to other
     machines (``host="0.0.0.0"``) is a choice the caller makes explicitly.
+
+    ``allowed_hosts``: names a request's ``Host`` header may carry besides 127.0.0.1, localhost
+    and [::1] (``["*"]``: any). By default none on a loopback ``host`` (a web page that re-points
+    its DNS name at 127.0.0.1 is refused), any on another ``host`` (the server is open anyway).
     """
     import uvicorn  # imported here so `import nlpbook` does not pay for the web stack
 
     from nlpbook.predictor import Predictor
-    from nlpbook.serve.app import Limits, create_app
+    from nlpbook.serve.app import LOOPBACK_HOSTS, Limits, create_app
+
+    if allowed_hosts is None:
+        allowed_hosts = [host] if _is_loopback(host) else ["*"]
+    hosts = [*LOOPBACK_HOSTS, *allowed_hosts]
 
     predictor = Predictor.from_pretrained(
         model_dir, device=device, batch_size=batch_size, dtype="bf16" if bf16 else None
     )
-    app = create_app(predictor, Limits(max_text_chars=max_text_chars, max_batch_size=max_batch_size))
+    limits = Limits(max_text_chars=max_text_chars, max_batch_size=max_batch_size)
+    app = create_app(predictor, limits, allowed_hosts=hosts)
     logger.info("serving the %s model in %s at http://%s:%d/", predictor.task.name, model_dir, host, port)
+    logger.info("accepting requests for Host %s", "any" if "*" in hosts else ", ".join(hosts))
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: resolved by uvicorn, not guessed here
+        return False

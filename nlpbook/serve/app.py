@@ -13,6 +13,13 @@ to call from several threads at once, and on CPU parallel calls only compete for
 Requests that arrive while the model is busy wait in a queue, and the worker takes all of them
 (up to ``max_batch_size`` inputs) as one length-sorted batch: under load, concurrent requests are
 batched together; when idle, a request runs at once with no waiting window.
+
+Browsers: the server has no authentication, so it refuses what a page on another site could make
+a visitor's browser send. ``POST /predict`` takes only ``Content-Type: application/json`` (415
+otherwise; a cross-origin JSON POST needs a CORS preflight, which this server never grants) and
+only from its own origin (403 when ``Origin`` names another site). Every request must name an
+allowed host in ``Host`` (403 otherwise): a site that re-points its DNS name at 127.0.0.1 (DNS
+rebinding) makes its requests same-origin, but they still carry its own name.
 """
 
 from __future__ import annotations
@@ -20,22 +27,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nlpbook.predictor import Predictor
 
-__all__ = ["Limits", "MicroBatcher", "create_app", "STATIC_DIR"]
+__all__ = ["Limits", "MicroBatcher", "create_app", "STATIC_DIR", "LOOPBACK_HOSTS"]
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+# Host names that only this machine can be reached by. A page elsewhere cannot make a browser send
+# them: its requests carry its own name. Any port is accepted (a local reverse proxy may use another).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 @dataclass(frozen=True)
@@ -100,8 +114,15 @@ class MicroBatcher:
             start += len(request)
 
 
-def create_app(predictor: Predictor, limits: Limits | None = None) -> FastAPI:
-    """An app serving ``predictor``: ``GET /`` (demo page), ``GET /health``, ``POST /predict``."""
+def create_app(
+    predictor: Predictor, limits: Limits | None = None, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS
+) -> FastAPI:
+    """An app serving ``predictor``: ``GET /`` (demo page), ``GET /health``, ``POST /predict``.
+
+    ``allowed_hosts``: the names a request's ``Host`` header may carry (any port); ``"*"`` accepts
+    any. The default, loopback only, suits a server bound to 127.0.0.1; ``nlpbook.serve`` picks
+    the list from the address it binds.
+    """
     limits = limits or Limits()
     task = predictor.task
     batcher = MicroBatcher(predictor, limits.max_batch_size)
@@ -140,7 +161,68 @@ def create_app(predictor: Predictor, limits: Limits | None = None) -> FastAPI:
         results = await batcher.predict(examples)
         return results[0] if single else {"results": results}
 
+    app.add_middleware(_HostCheck, allowed_hosts=allowed_hosts)
     return app
+
+
+class _HostCheck:
+    """403 for a request whose ``Host`` is not one of ``allowed_hosts`` (names, any port; ``*``: any)."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = {_host_name(host) for host in allowed_hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and "*" not in self.allowed:
+            host = Headers(scope=scope).get("host", "")
+            if _host_name(host) not in self.allowed:
+                detail = (
+                    f"Host {host!r} is not allowed (this server answers to {sorted(self.allowed)}); "
+                    f"to reach it by that name, serve with --allowed_hosts {_host_name(host) or '<name>'} "
+                    "(allowed_hosts= in Python)"
+                )
+                await JSONResponse({"detail": detail}, status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_name(authority: str) -> str:
+    """``Example.com:8000`` -> ``example.com``, ``[::1]:8000`` -> ``[::1]``, ``::1`` -> ``[::1]``."""
+    authority = authority.strip().lower()
+    if authority.startswith("["):
+        return authority[: authority.find("]") + 1]
+    if authority.count(":") > 1:  # a bare IPv6 address (as given to --host)
+        return f"[{authority}]"
+    return authority.split(":")[0].rstrip(".")
+
+
+def _authority(origin_or_host: str) -> str:
+    """``https://Example.com:443`` and ``example.com`` -> ``example.com``, to compare Origin with Host."""
+    authority = urlsplit(origin_or_host).netloc if "//" in origin_or_host else origin_or_host
+    return authority.strip().lower().removesuffix(":80").removesuffix(":443")
+
+
+def _check_browser_post(request: Request) -> None:
+    """Refuse the POSTs a page on another site can make a browser send (no preflight needed)."""
+    origin = request.headers.get("origin")
+    # Sec-Fetch-Site is set by the browser and cannot be forged by a page; "same-origin" keeps the
+    # demo working behind a reverse proxy that rewrites Host (nginx sends the upstream's by default).
+    same_origin = request.headers.get("sec-fetch-site") == "same-origin"
+    if (
+        origin is not None
+        and not same_origin
+        and _authority(origin) != _authority(request.headers.get("host", ""))
+    ):
+        raise HTTPException(
+            403, f"cross-origin request from {origin} refused: the demo only answers its own page"
+        )
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise HTTPException(
+            415,
+            f"Content-Type is {content_type or 'missing'!r}; send JSON with Content-Type: application/json "
+            "(curl: -H 'Content-Type: application/json')",
+        )
 
 
 def _too_large(message: str) -> HTTPException:
@@ -165,6 +247,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 async def _json_body(request: Request, limits: Limits) -> dict[str, Any]:
+    _check_browser_post(request)
     raw = await _read_body(request, limits.max_body_bytes)
     if not raw.strip():
         raise HTTPException(400, 'empty request body; send JSON such as {"text": "..."}')
