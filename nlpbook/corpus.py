@@ -148,6 +148,10 @@ def _rows_from_records(
                     f"including {list(columns)}, found {header}",
                 )
             continue
+        if [value.strip() for value in record] == header:
+            raise DataError(
+                path, line, f"the header line appears again at line {line}: two files concatenated?"
+            )
         if len(record) != len(header):
             raise DataError(
                 path,
