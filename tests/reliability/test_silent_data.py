@@ -4,10 +4,12 @@ the Trainer replaced by functions that fail the test (``no_model_work``)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
+from nlpbook.tasks import get_task
 from reliability.files import file_text, write
 from reliability.test_bad_input import (  # noqa: F401 (no_model_work: a fixture)
     TABLE_TASKS,
@@ -40,3 +42,56 @@ def test_header_again_mid_file(task: str, suffix: str, tiny_bert: Path, tmp_path
     args = arguments(task, tiny_bert, tmp_path, train, test)
     expected = "the header line appears again at line 26: two files concatenated"
     assert_fails_before_training(args, train, 26, expected)
+
+
+# --- CSV quotes -----------------------------------------------------------------------------------------
+def quoted(line: str, before: str = "", after: str = "") -> str:
+    text, rest = line.split(",", 1)
+    return f"{before}{text}{after},{rest}"
+
+
+CSV_QUOTE_CASES = {
+    # a quote opened at line 3 and never closed: the lenient reader took the rest of the file as one text
+    "never closed": (
+        {3: ('"', "")},
+        3,
+        "a quoted field opens in this record and runs on to the end of the file",
+    ),
+    # closed by a stray quote at line 9: lines 3-9 became one example
+    "closed by a stray quote": (
+        {3: ('"', ""), 9: ('그 "', "")},
+        3,
+        "a quoted field opens in this record and runs on to line 9: an unbalanced quote",
+    ),
+    # quotes around part of a field: read as '인생 영화 강추', the quotes dropped
+    "text after the closing quote": ({3: ('"인생 영화" ', "")}, 3, "text follows the closing quote"),
+}
+
+
+@pytest.mark.parametrize("case", list(CSV_QUOTE_CASES))
+@pytest.mark.parametrize("task", TABLE_TASKS)
+def test_unbalanced_csv_quote(task: str, case: str, tiny_bert: Path, tmp_path: Path) -> None:
+    edits, line, expected = CSV_QUOTE_CASES[case]
+    lines = table_lines(task, separator=",")
+    for number, (before, after) in edits.items():
+        lines[number - 1] = quoted(lines[number - 1], before, after)
+    train, test = train_and_test(task, tmp_path, "\n".join(lines) + "\n", ".csv")
+    assert_fails_before_training(arguments(task, tiny_bert, tmp_path, train, test), train, line, expected)
+
+
+@pytest.mark.parametrize("task", TABLE_TASKS)
+def test_closed_quotes_with_line_breaks_are_read_and_warned(
+    task: str, tiny_bert: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Legal CSV: a quoted field holding a line break is one text. A pair of stray quotes that
+    joins rows 3-9 is legal too, so both are read, and both are listed in a warning."""
+    lines = table_lines(task, separator=",")
+    lines[2] = quoted(lines[2], '"', '\n다시 볼래"')  # lines 3-4: one text with a line break
+    lines[8] = quoted(lines[8], '"')  # opens at line 10 ...
+    lines[14] = quoted(lines[14], "", '"')  # ... closes at line 16: lines 10-16 read as one row
+    train, test = train_and_test(task, tmp_path, "\n".join(lines) + "\n", ".csv")
+    args = arguments(task, tiny_bert, tmp_path, train, test)
+    with caplog.at_level(logging.WARNING):
+        examples = get_task(task).read(args, "train")
+    assert len(examples) == 24 - 6 and examples[1].text_a.endswith("\n다시 볼래")
+    assert "quoted line breaks: read as one row each, at lines ['3-4', '10-16']" in caplog.text
