@@ -12,8 +12,8 @@ import io
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ __all__ = [
     "read_table",
     "read_text_rows",
     "nonempty",
+    "text_value",
     "require_files",
     "check_labels",
     "korpora_fetch",
@@ -51,6 +52,9 @@ class Row:
     path: str
     line: int
     values: dict[str, str]
+    # JSON rows: the JSON type of each value that was not a string or null ("number", "array",
+    # ...); ``values`` holds its str(), usable as a label but never read as text (``text_value``).
+    json_types: Mapping[str, str] = field(default_factory=dict)
 
     def error(self, message: str) -> DataError:
         return DataError(self.path, self.line, message)
@@ -92,9 +96,19 @@ def read_table(path: str | Path, columns: Sequence[str]) -> list[Row]:
     return _rows_from_records(path, records, columns, "comma" if suffix == ".csv" else "tab")
 
 
+def text_value(row: Row, column: str) -> str:
+    """The text in ``column``; a JSON value that is not a string (a list, a number) is an error,
+    not its ``str()``: ``["좋다", "싫다"]`` read as the text "['좋다', '싫다']" teaches nonsense."""
+    kind = row.json_types.get(column)
+    if kind is not None:
+        preview = row.values[column][:40]
+        raise row.error(f"key {column!r} holds a JSON {kind} ({preview}), not text; expected a string")
+    return row.values[column]
+
+
 def nonempty(row: Row, column: str) -> str:
-    """The text in ``column``; blank or whitespace-only text is an error naming the line."""
-    text = row.values[column]
+    """The text in ``column`` (see ``text_value``); blank or whitespace-only text is an error."""
+    text = text_value(row, column)
     if not text.strip():
         raise row.error(f"column {column!r} is empty; expected text")
     return text
@@ -213,10 +227,17 @@ def _read_json_rows(path: Path, text: str, columns: Sequence[str]) -> list[Row]:
             label = f"line {line}" if line else f"record {index}"
             raise DataError(path, where, f"{label} is missing key(s) {missing}; found {sorted(item)}")
         values = {k: "" if v is None else str(v) for k, v in item.items()}
-        rows.append(Row(str(path), line if line is not None else index + 1, values))
+        kinds = {k: _json_type(v) for k, v in item.items() if v is not None and not isinstance(v, str)}
+        rows.append(Row(str(path), line if line is not None else index + 1, values, kinds))
     if not rows:
         raise DataError(path, None, "no records")
     return rows
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    return "number" if isinstance(value, int | float) else "array" if isinstance(value, list) else "object"
 
 
 def _json_list_records(text: str) -> list[tuple[int, Any]]:

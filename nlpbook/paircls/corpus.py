@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from nlpbook.corpus import DataError, Row, korpora_fetch, read_table, require_files
+from nlpbook.corpus import DataError, Row, korpora_fetch, read_table, require_files, text_value
 from nlpbook.tasks import Split
 from nlpbook.text import TextExample
 
@@ -82,7 +82,7 @@ def nli_examples(rows: Sequence[Row], text_a: str, text_b: str, label: str) -> l
             continue
         if gold not in NLI_LABELS:
             raise row.error(f"gold label {gold!r} is not one of {list(NLI_LABELS)}")
-        first, second = row.values[text_a], row.values[text_b]
+        first, second = text_value(row, text_a), text_value(row, text_b)
         if not first.strip() or not second.strip():
             skipped["an empty sentence"].append(row.line)
             continue

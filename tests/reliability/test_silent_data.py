@@ -4,13 +4,16 @@ the Trainer replaced by functions that fail the test (``no_model_work``)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pytest
 
+from nlpbook.corpus import DataError, read_text_rows
+from nlpbook.paircls.corpus import read_klue_nli
 from nlpbook.tasks import get_task
-from reliability.files import file_text, write
+from reliability.files import TASK_FILES, file_text, write
 from reliability.test_bad_input import (  # noqa: F401 (no_model_work: a fixture)
     TABLE_TASKS,
     arguments,
@@ -95,3 +98,50 @@ def test_closed_quotes_with_line_breaks_are_read_and_warned(
         examples = get_task(task).read(args, "train")
     assert len(examples) == 24 - 6 and examples[1].text_a.endswith("\n다시 볼래")
     assert "quoted line breaks: read as one row each, at lines ['3-4', '10-16']" in caplog.text
+
+
+# --- JSON values that are not text ----------------------------------------------------------------------
+def jsonl_text(lines: list[str]) -> str:
+    header, *rows = (line.split("\t") for line in lines)
+    return "".join(json.dumps(dict(zip(header, row, strict=True)), ensure_ascii=False) + "\n" for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [(["좋다", "싫다"], "array"), (12345, "number"), ({"a": 1}, "object"), (True, "boolean")],
+)
+@pytest.mark.parametrize("task", TABLE_TASKS)
+def test_json_text_that_is_not_a_string(
+    task: str, value: object, kind: str, tiny_bert: Path, tmp_path: Path
+) -> None:
+    records = [json.loads(line) for line in jsonl_text(table_lines(task)).splitlines()]
+    key = TASK_FILES[task].header[TASK_FILES[task].text_column]
+    records[2][key] = value  # line 3
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    train, test = train_and_test(task, tmp_path, text, ".jsonl")
+    expected = rf"key '{key}' holds a JSON {kind} \(.*\), not text; expected a string"
+    assert_fails_before_training(arguments(task, tiny_bert, tmp_path, train, test), train, 3, expected)
+
+
+def test_json_number_labels_are_read_as_text(tiny_bert: Path, tmp_path: Path) -> None:
+    records = [json.loads(line) for line in jsonl_text(table_lines("classification")).splitlines()]
+    text = "".join(json.dumps({**r, "label": int(r["label"])}) + "\n" for r in records)
+    train, test = train_and_test("classification", tmp_path, text, ".jsonl")
+    args = arguments("classification", tiny_bert, tmp_path, train, test)
+    task = get_task("classification")
+    assert task.label_names(task.read(args, "train")) == ["0", "1"]
+
+
+def test_klue_nli_and_prediction_inputs_refuse_non_text(tmp_path: Path) -> None:
+    """The two readers that take text without a task's read_custom: KLUE-NLI's JSON list, and
+    the input file of ``predict``."""
+    klue = [
+        {"premise": "영화 좋다", "hypothesis": "최고 영화", "gold_label": "entailment"},
+        {"premise": ["영화", "좋다"], "hypothesis": "별로", "gold_label": "contradiction"},
+    ]
+    write(tmp_path / "klue-nli" / "klue_nli_train.json", json.dumps(klue, ensure_ascii=False, indent=1))
+    with pytest.raises(DataError, match=r"klue_nli_train.json:7: key 'premise' holds a JSON array"):
+        read_klue_nli(tmp_path, "train")
+    inputs = write(tmp_path / "inputs.jsonl", '{"text": "좋다"}\n{"text": 5}\n')
+    with pytest.raises(DataError, match=r"inputs.jsonl:2: key 'text' holds a JSON number \(5\)"):
+        read_text_rows(inputs)
