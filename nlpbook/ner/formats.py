@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -270,7 +271,7 @@ def read_ner_file(
     if fmt not in FORMATS:
         raise DataError(path, None, f"unknown NER format {fmt!r}; expected one of {FORMATS}")
     if fmt == "book":
-        return _read_book(path, text)
+        return _unify_type_case(path, _read_book(path, text))
     repaired: list[int] = []
     examples = _read_tagged(path, text, fmt, repair, repaired)
     if repaired:
@@ -282,4 +283,37 @@ def read_ner_file(
         )
     if not examples:
         raise DataError(path, None, "no sentences")
-    return examples
+    return _unify_type_case(path, examples)
+
+
+def _unify_type_case(path: Path, examples: list[NERExample]) -> list[NERExample]:
+    """Entity types that differ only in case in one file (``per`` and ``PER``) are one type, not
+    two classes: each is read as its most frequent spelling (upper case on a tie), with a warning."""
+    spellings: dict[str, Counter[str]] = {}
+    for entity in (e for example in examples for e in example.entities or ()):
+        spellings.setdefault(entity.type.casefold(), Counter())[entity.type] += 1
+    rename = {}
+    for counts in spellings.values():
+        if len(counts) > 1:
+            winner = max(counts, key=lambda kind: (counts[kind], kind.isupper(), kind))
+            others = [kind for kind in counts if kind != winner]
+            rename.update(dict.fromkeys(others, winner))
+            lines = {
+                kind: [e.line for x in examples for e in x.entities or () if e.type == kind]
+                for kind in others
+            }
+            logger.warning(
+                "%s: entity types %s differ only in case; read as %r (other spellings at lines %s)",
+                path,
+                dict(counts.most_common()),
+                winner,
+                {kind: found[:10] for kind, found in lines.items()},
+            )
+    if not rename:
+        return examples
+    return [
+        replace(x, entities=tuple(replace(e, type=rename.get(e.type, e.type)) for e in x.entities))
+        if x.entities
+        else x
+        for x in examples
+    ]

@@ -12,7 +12,7 @@ import pytest
 
 from nlpbook.corpus import DataError, read_text_rows
 from nlpbook.paircls.corpus import read_klue_nli
-from nlpbook.tasks import get_task
+from nlpbook.tasks import get_task, task_names
 from reliability.files import TASK_FILES, file_text, write
 from reliability.test_bad_input import (  # noqa: F401 (no_model_work: a fixture)
     TABLE_TASKS,
@@ -145,3 +145,24 @@ def test_klue_nli_and_prediction_inputs_refuse_non_text(tmp_path: Path) -> None:
     inputs = write(tmp_path / "inputs.jsonl", '{"text": "좋다"}\n{"text": 5}\n')
     with pytest.raises(DataError, match=r"inputs.jsonl:2: key 'text' holds a JSON number \(5\)"):
         read_text_rows(inputs)
+
+
+# --- NER entity types that differ only in case -----------------------------------------------------------
+def test_ner_types_differing_in_case_become_one(
+    tiny_bert: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if "ner" not in task_names():
+        pytest.skip("no NER task registered")
+    lines = file_text("ner").split("\n")
+    lower = [n for n, line in enumerate(lines, start=1) if line.endswith("B-PER")][:3]
+    for n in lower:
+        lines[n - 1] = lines[n - 1].replace("B-PER", "B-per")
+    train = write(tmp_path / "train.conll", "\n".join(lines))
+    args = arguments("ner", tiny_bert, tmp_path, train, train)
+    task = get_task("ner")
+    with caplog.at_level(logging.WARNING):
+        examples = task.read(args, "train")
+    assert {e.type for x in examples for e in x.entities} == {"LOC", "PER"}
+    assert not any("per" in label for label in task.label_names(examples))
+    assert "entity types {'PER': 21, 'per': 3} differ only in case; read as 'PER'" in caplog.text
+    assert f"(other spellings at lines {{'per': {lower}}})" in caplog.text
