@@ -59,6 +59,7 @@ TASKS: dict[str, str] = {
     "classification": "nlpbook.classification.task:TASK",
     "ner": "nlpbook.ner.task:TASK",
     "paircls": "nlpbook.paircls.task:TASK",
+    "sts": "nlpbook.sts.task:TASK",
 }
 
 

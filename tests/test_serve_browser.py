@@ -209,3 +209,20 @@ def test_ner_page_highlights_entities(tmp_path: Path, tiny_bert: Path, browser) 
         if os.environ.get("NLPBOOK_SCREENSHOT"):
             page.screenshot(path=os.environ["NLPBOOK_SCREENSHOT"].replace(".png", "-ner.png"), full_page=True)
         page.close()
+
+
+def test_score_page_shows_the_score(tmp_path: Path, tiny_bert: Path, browser) -> None:  # noqa: ANN001
+    """A regression model: the boxes come from the task's input fields, the answer is a number."""
+    export = untrained_export("sts", tiny_bert, tmp_path / "sts", ["score"])
+    for url in serve_in_thread(export):
+        api = httpx.post(
+            url + "predict", json={"text_a": "남자가 기타를 친다", "text_b": "남자가 연주한다"}
+        ).json()
+        page = open_page(browser, url)
+        assert page.text_content("label[for=field-text_a]") == "문장 1 (text_a)"
+        page.fill("#field-text_a", "남자가 기타를 친다")
+        page.fill("#field-text_b", "남자가 연주한다")
+        page.click("#predict")
+        page.wait_for_selector("#result:not([hidden])", timeout=10_000)
+        assert page.text_content("#label") == f"{api['score']:.3f}"
+        page.close()
