@@ -7,7 +7,7 @@ from setuptools import find_packages, setup
 setup(
     name="nlpbook",
     version="0.1.0",
-    description="Fine-tune pretrained Korean BERT models on classification, NLI and NER",
+    description="Fine-tune pretrained Korean BERT models on classification, NLI, NER and sentence similarity",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
@@ -21,6 +21,7 @@ setup(
         "safetensors>=0.4",
         "Korpora>=0.2",
         "scikit-learn>=1.3",
+        "scipy>=1.10",  # KorSTS's Pearson/Spearman (already a scikit-learn dependency; used directly)
         "seqeval>=1.2.2",
         "fastapi>=0.110",
         "uvicorn>=0.29",
