@@ -180,7 +180,7 @@ def test_kcbert_gold_round_trip_on_korquad_dev(korquad) -> None:
     """Gold spans encoded, then decoded from one-hot logits: what the windows can represent.
 
     Measured (book settings 128/64/32): 4,507 of 5,774 answers (78.06%) come back exactly. kcbert's
-    WordPiece joins a particle to the last syllable of a noun (임수경을 -> ..., ##경을), so 1,263
+    WordPiece joins a particle to the last syllable of a noun (임수경을 -> 임 ##수 ##경을), so 1,263
     answers end inside a sub-token and come back with the particle (임수경 -> 임수경을); 3 gold
     answers end with a space that no token covers; 1 answer is longer than 30 sub-tokens.
     """

@@ -12,20 +12,23 @@ return_overflowing_tokens=True)``. A ``doc_stride`` larger than the room left af
 question would skip the tokens between windows (the BERT code skipped them silently): it is an error.
 
 Why not call the tokenizer on (question, context) pairs, as Hugging Face's ``run_qa`` does: each
-KorQuAD context is shared by ~6 questions, and tokenising it once instead of once per question
-makes encoding the dev set about five times faster (tokenisation is most of the time). A pair
-encoding is the two sequences tokenised separately and joined by the tokenizer's template
+KorQuAD context is shared by ~6 questions, and tokenising it once instead of once per question is
+faster (KorQuAD dev at 128/64/32: the bare pair call takes 7.3 s, all of ``encode`` 2.6 s). A
+pair encoding is the two sequences tokenised separately and joined by the tokenizer's template
 ([CLS] A [SEP] B [SEP] for BERT), so the windows are cut here from the context's tokens and joined
-by the same template, read from the tokenizer once (:func:`_template`).
+by the same template, read from the tokenizer once (:func:`_template`; transformers 5 no longer
+has ``build_inputs_with_special_tokens``).
 
 The question is cut to ``max_query_length`` sub-tokens (by tokens, not characters).
 
 **Labels** (``start_positions``/``end_positions``, from the first gold answer) are the window
 positions of the first and last sub-token overlapping the answer's characters; a window that does
 not hold the whole answer gets the [CLS] position 0 for both, as in BERT's SQuAD recipe. An answer
-boundary inside a sub-token (``1545`` in ``15 ##4 ##5년``) cannot be represented: the span is
-widened to that sub-token's edges, so decoding gives ``1545년`` (as in Hugging Face's ``run_qa``).
-``tests/test_qa_windows.py`` counts how often this happens on the KorQuAD dev set.
+boundary inside a sub-token cannot be represented: the span is widened to that sub-token's edges
+(as in Hugging Face's ``run_qa``). With kcbert-base this is common, because its vocabulary joins a
+particle to the syllable before it: gold ``임수경`` in ``임 ##수 ##경을`` decodes as ``임수경을``,
+``증거`` in ``증거가`` as ``증거가``. On the KorQuAD dev set 1,263 of 5,774 answers (21.9%) end
+inside a sub-token (``tests/test_qa_windows.py``); exact match of perfect predictions is 78.1%.
 """
 
 from __future__ import annotations
