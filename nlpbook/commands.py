@@ -218,7 +218,7 @@ def evaluate(args: TrainArguments, model_dir: str | Path | None = None) -> dict[
     outputs = run_model(
         task, export.model, features, export.tokenizer.pad_token_id, args.eval_batch_size or 64
     )
-    metrics = task.metrics(examples, features, outputs, export.label_names)
+    metrics = task.metrics(examples, features, outputs, export.label_names, export.settings)
     metrics["examples"] = len(examples)
     (export.path / EVALUATION_FILE).write_text(
         json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"

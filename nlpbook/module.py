@@ -88,7 +88,7 @@ class TaskModule(pl.LightningModule):
         outputs = [self._val_outputs[i] for i in indices]
         features = [self.val_features[i] for i in indices]
         self._val_outputs.clear()
-        metrics = self.task.metrics(self.val_examples, features, outputs, self.label_names)
+        metrics = self.task.metrics(self.val_examples, features, outputs, self.label_names, self.args)
         scalars = {f"val_{name}": float(metrics[name]) for name in self.task.metric_names}
         self.log_dict(scalars, prog_bar=True, sync_dist=True)
 

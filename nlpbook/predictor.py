@@ -121,7 +121,8 @@ class Predictor:
     def predict_examples(self, examples: Sequence[Any]) -> list[dict[str, Any]]:
         """Predictions for task examples (as ``task.example_from_input`` or a reader makes them)."""
         export = self.export
-        features = self.task.encode(examples, export.tokenizer, None, export.settings)
+        settings = export.settings
+        features = self.task.encode(examples, export.tokenizer, None, settings)
         outputs = run_model(
             self.task, export.model, features, export.tokenizer.pad_token_id, self.batch_size, self.dtype
         )
@@ -132,7 +133,9 @@ class Predictor:
         for i, example in enumerate(examples):
             positions = by_example.get(i, [])
             own = [features[p] for p in positions]
-            result = self.task.decode(example, own, [outputs[p] for p in positions], self.label_names)
+            result = self.task.decode(
+                example, own, [outputs[p] for p in positions], self.label_names, settings
+            )
             if any("truncated" in f for f in own):  # the task reports truncation: pass it on
                 result["truncated"] = any(f.get("truncated") for f in own)
             results.append(result)

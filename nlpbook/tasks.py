@@ -59,6 +59,7 @@ TASKS: dict[str, str] = {
     "classification": "nlpbook.classification.task:TASK",
     "ner": "nlpbook.ner.task:TASK",
     "paircls": "nlpbook.paircls.task:TASK",
+    "qa": "nlpbook.qa.task:TASK",
     "sts": "nlpbook.sts.task:TASK",
 }
 
@@ -179,9 +180,11 @@ class Task(ABC):
         features: Sequence[Features],
         outputs: Sequence[np.ndarray],
         label_names: Sequence[str],
+        args: Any,
     ) -> dict[str, Any]:
         """Scores from the raw outputs of every feature (aligned with ``features``); at least every
-        name in ``metric_names`` as a number, plus any detail (per class, per type) for reports."""
+        name in ``metric_names`` as a number, plus any detail (per class, per type) for reports.
+        ``args``: the run's arguments, as in ``encode`` (decoding settings live there)."""
 
     @abstractmethod
     def decode(
@@ -190,6 +193,7 @@ class Task(ABC):
         features: Sequence[Features],
         outputs: Sequence[np.ndarray],
         label_names: Sequence[str],
+        args: Any,
     ) -> dict[str, Any]:
         """A user-facing prediction for one example from the raw outputs of its features."""
 

@@ -111,6 +111,7 @@ class TextTask(Task):
         features: Sequence[Features],
         outputs: Sequence[np.ndarray],
         label_names: Sequence[str],
+        args: Any,
     ) -> dict[str, Any]:
         texts = (example.text_a, example.text_b)
         result: dict[str, Any] = {f.name: text for f, text in zip(self.input_fields, texts, strict=False)}

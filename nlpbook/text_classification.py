@@ -101,6 +101,7 @@ class TextClassificationTask(TextTask):
         features: Sequence[Features],
         outputs: Sequence[np.ndarray],
         label_names: Sequence[str],
+        args: Any,
     ) -> dict[str, Any]:
         from sklearn.metrics import (
             accuracy_score,

@@ -30,7 +30,7 @@ def gold_as_logits(features: Sequence[Features], size: int) -> list[np.ndarray]:
 
 def round_trip(example: NERExample, tokenizer, labels: Sequence[str], max_seq_length: int = 128) -> dict:
     features = TASK.encode([example], tokenizer, labels, settings(max_seq_length))
-    return TASK.decode(example, features, gold_as_logits(features, len(labels)), labels)
+    return TASK.decode(example, features, gold_as_logits(features, len(labels)), labels, None)
 
 
 def test_subtoken_labels_and_ignored_positions(tokenizer) -> None:
@@ -80,7 +80,7 @@ def test_decode_reads_tags_as_seqeval_does(tokenizer) -> None:
     assert "labels" not in feature
     tags = ["O", "B-PS", "B-PS", "I-LC", "I-LC", "O"]  # [CLS] w1 w2 w3 w4 [SEP]
     logits = np.eye(len(LABELS))[[LABELS.index(t) for t in tags]]
-    entities = TASK.decode(NERExample(text), [feature], [logits], LABELS)["entities"]
+    entities = TASK.decode(NERExample(text), [feature], [logits], LABELS, None)["entities"]
     # two B- are two entities; an I- with nothing open starts one; I- of the same type continues
     assert [(e["word"], e["type"]) for e in entities] == [("세종", "PS"), ("세종", "PS"), ("서울 부산", "LC")]
 
@@ -100,7 +100,7 @@ def test_long_sentence_windows_cover_every_subtoken(tokenizer) -> None:
     covered = {o for f in features for o in f["offsets"] if o}
     assert covered == set(whole)  # nothing cut off
     assert sum(len([o for o in f["offsets"] if o]) for f in features) > len(whole)  # windows overlap
-    result = TASK.decode(example, features, gold_as_logits(features, len(LABELS)), LABELS)
+    result = TASK.decode(example, features, gold_as_logits(features, len(LABELS)), LABELS, None)
     assert [(e["type"], e["start"], e["end"]) for e in result["entities"]] == [
         (e.type, e.start, e.end) for e in gold
     ]
@@ -124,7 +124,7 @@ def test_klue_ner_round_trip(tokenizer, shared_data: Path) -> None:
     counts = {"entities": 0, "exact": 0, "representable": 0, "representable_exact": 0, "sentences_exact": 0}
     for index, example in enumerate(examples):
         own = by_example[index]
-        decoded = TASK.decode(example, own, gold_as_logits(own, len(labels)), labels)["entities"]
+        decoded = TASK.decode(example, own, gold_as_logits(own, len(labels)), labels, None)["entities"]
         found = {(e["type"], e["start"], e["end"]) for e in decoded}
         offsets = sorted({o for f in own for o in f["offsets"] if o})
         for entity in example.entities or ():
@@ -139,7 +139,7 @@ def test_klue_ner_round_trip(tokenizer, shared_data: Path) -> None:
     print(f"KLUE-NER dev round trip over {len(examples)} sentences: {counts}")
     assert counts["representable_exact"] == counts["representable"]  # exact wherever it can be
     assert counts["exact"] / counts["entities"] > 0.8  # kcbert: about 83% of entities (see align.py)
-    metrics = TASK.metrics(examples, features, gold_as_logits(features, len(labels)), labels)
+    metrics = TASK.metrics(examples, features, gold_as_logits(features, len(labels)), labels, None)
     assert metrics["f1"] == 1.0 and metrics["token_accuracy"] == 1.0
     assert metrics["span_f1"] == pytest.approx(counts["exact"] / counts["entities"], abs=0.01)
 

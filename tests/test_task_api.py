@@ -57,7 +57,7 @@ class ToyScoreTask(TextTask):
     def targets(self, labels: Sequence[str], label_names: Sequence[str]) -> list[float]:
         return [float(label) for label in labels]
 
-    def metrics(self, examples, features, outputs, label_names) -> dict[str, Any]:
+    def metrics(self, examples, features, outputs, label_names, args) -> dict[str, Any]:
         gold = np.array([f["labels"] for f in features])
         return {"mse": float(np.mean((np.concatenate(outputs) - gold) ** 2))}
 

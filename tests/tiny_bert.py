@@ -54,6 +54,45 @@ def toy_sentiment(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return rows
 
 
+def toy_squad(articles: int, seed: int = 0, filler_words: int = 30) -> dict:
+    """A SQuAD-layout corpus: each context hides "<name> 씨가 <place> 에서 태어났다" among filler words
+    (long enough to need several windows at a small max_seq_length); two questions each, "who"
+    (answer: the name) and "where" (the place). Names and places stand apart from their particles,
+    so each answer is whole sub-tokens. Learnable in a few hundred tiny-BERT steps."""
+    rng = random.Random(seed)
+    data = []
+    for a in range(articles):
+        paragraphs = []
+        for p in range(3):
+            name, place = rng.choice(NAMES), rng.choice(PLACES)
+            before = " ".join(rng.choices(FILLER, k=rng.randint(0, filler_words)))
+            after = " ".join(rng.choices(FILLER, k=rng.randint(0, filler_words)))
+            sentence = f"{name} 씨가 {place} 에서 태어났다"
+            context = f"{before} {sentence} {after}".strip()
+            at = context.index(sentence)
+            qas = [
+                {
+                    "id": f"{a}-{p}-who",
+                    "question": "누가 태어났나?",
+                    "answers": [{"text": name, "answer_start": at}],
+                },
+                {
+                    "id": f"{a}-{p}-where",
+                    "question": "어디에서 태어났나?",
+                    "answers": [{"text": place, "answer_start": at + len(name) + 4}],
+                },
+            ]
+            paragraphs.append({"context": context, "qas": qas})
+        data.append({"title": f"article {a}", "paragraphs": paragraphs})
+    return {"version": "toy", "data": data}
+
+
+def qa_corpus_text() -> list[str]:
+    """The tiny BERT's texts plus the words of ``toy_squad``: a vocabulary for the QA tests."""
+    texts = corpus_text() + [f"{n} 씨가 {p} 에서 태어났다" for n in NAMES for p in PLACES]
+    return texts + ["누가 태어났나?", "어디에서 태어났나?"] * 5
+
+
 def corpus_text() -> list[str]:
     texts = [text for text, _ in toy_sentiment(400)]
     texts += [f"{n}은 {p}에서 태어났다" for n in NAMES for p in PLACES]

@@ -129,6 +129,7 @@ class NERTask(Task):
         features: Sequence[Features],
         outputs: Sequence[np.ndarray],
         label_names: Sequence[str],
+        args: Any,
     ) -> dict[str, Any]:
         """Entity-level precision/recall/F1 (seqeval, micro and per type) over whole sentences,
         and the accuracy of sub-token tags at the positions the loss uses."""
@@ -193,6 +194,7 @@ class NERTask(Task):
         features: Sequence[Features],
         outputs: Sequence[np.ndarray],
         label_names: Sequence[str],
+        args: Any,
     ) -> dict[str, Any]:
         merged = align.merge_windows(features, outputs)
         offsets = [offset for offset, *_ in merged]

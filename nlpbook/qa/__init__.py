@@ -1,7 +1,11 @@
-"""Extractive question answering (KorQuAD 1.0): task-independent pieces.
+"""Extractive question answering (the book's KorQuAD 1.0 chapter): ``nlpbook.qa.QATrainArguments``.
 
-``squad`` reads SQuAD-layout files, ``windows`` encodes question + context into overlapping
-windows, ``decode`` turns start/end logits back into a character span, and ``metrics`` scores
-answers as KorQuAD 1.0's official script does. The task module (registry, Lightning plumbing)
-builds on these; nothing here registers a task.
+The pieces, one job each: ``squad.py`` reads SQuAD-layout files, ``windows.py`` encodes question +
+context windows, ``decode.py`` picks answer spans, ``metrics.py`` scores them as KorQuAD does, and
+``task.py`` plugs them into the shared core.
 """
+
+from nlpbook.qa.squad import Answer, QAExample
+from nlpbook.qa.task import TASK, QATask, QATrainArguments
+
+__all__ = ["QATrainArguments", "QATask", "QAExample", "Answer", "TASK"]

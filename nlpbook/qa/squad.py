@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nlpbook.corpus import DataError, read_text
+from nlpbook.corpus import DataError, Row, read_text
 
 __all__ = ["Answer", "QAExample", "read_squad", "parse_articles"]
 
@@ -52,6 +52,7 @@ class QAExample:
     context: str
     answers: tuple[Answer, ...] = ()
     title: str = ""
+    row: Row | None = None  # the line of a table it was read from (prediction input files)
 
 
 def parse_articles(spec: str) -> slice:

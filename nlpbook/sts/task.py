@@ -107,6 +107,7 @@ class STSTask(TextTask):
         features: Sequence[Features],
         outputs: Sequence[np.ndarray],
         label_names: Sequence[str],
+        args: Any,
     ) -> dict[str, Any]:
         from scipy.stats import pearsonr, spearmanr
 
