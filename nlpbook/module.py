@@ -8,22 +8,28 @@ outputs of every feature to the task's metric function.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from transformers import get_linear_schedule_with_warmup
 
 from nlpbook.arguments import TrainArguments
 from nlpbook.data import LengthGroupedSampler
 from nlpbook.errors import NonFiniteLossError
 from nlpbook.inference import output_rows
+from nlpbook.logs import START_STEP_FILE
+from nlpbook.schedule import LinearSchedule
 from nlpbook.tasks import Features, Task
 
-__all__ = ["TaskModule", "NonFiniteLossError", "make_optimizer"]
+__all__ = ["TaskModule", "NonFiniteLossError", "make_optimizer", "use_fused_adamw"]
+
+logger = logging.getLogger(__name__)
+MIXED = ("16-mixed", "bf16-mixed")
 
 
 class TaskModule(pl.LightningModule):
@@ -93,13 +99,39 @@ class TaskModule(pl.LightningModule):
         self.log_dict(scalars, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        # fp16's gradient scaler cannot clip gradients of a fused optimizer (Lightning refuses).
-        fused = self.args.resolved_precision != "16-mixed"
+        fused = use_fused_adamw(self.args.resolved_precision, self.args.max_grad_norm)
         optimizer = make_optimizer(self.model, self.args.learning_rate, self.args.weight_decay, fused)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = math.ceil(total * self.args.warmup_ratio)
-        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+        schedule = LinearSchedule(math.ceil(total * self.args.warmup_ratio), total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        """A resumed run whose length changed (more epochs, another max_steps) re-plans its
+        schedule from here instead of jumping to the new curve (see ``nlpbook.schedule``)."""
+        if self.trainer.is_global_zero and self.trainer.log_dir:
+            # logs.training_log drops the rows an interrupted run logged past this step: re-run here
+            start = Path(self.trainer.log_dir) / START_STEP_FILE
+            start.parent.mkdir(parents=True, exist_ok=True)
+            start.write_text(f"{self.global_step}\n", encoding="utf-8")
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            schedule = scheduler.lr_lambdas[0]
+            if not isinstance(schedule, LinearSchedule) or schedule.total_steps == total:
+                continue
+            planned = schedule.total_steps
+            done = schedule.extend(self.global_step, total, self.args.warmup_ratio)
+            logger.info(
+                "resumed at step %d; the run now ends at step %d, not %d: learning rate %s",
+                self.global_step,
+                total,
+                planned,
+                done,
+            )
+            factor = schedule(self.global_step)
+            for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
+                group["lr"] = base * factor
 
     def setup(self, stage: str) -> None:
         # One process per device (GPUs, TPU cores): each trains on its own share of the batches.
@@ -133,6 +165,17 @@ class TaskModule(pl.LightningModule):
             # draws its first indices as soon as Lightning creates the iterator, before that call.
             self.train_sampler.set_epoch(position["epoch"])
             self.train_sampler.skip_batches(position["epoch"], position["batches"])
+
+
+def use_fused_adamw(precision: str, max_grad_norm: float | None) -> bool:
+    """The fused AdamW kernel unless a mixed precision must clip gradients.
+
+    Lightning's mixed-precision plugins (fp16 and bf16 alike) refuse to clip the gradients of an
+    optimizer that unscales them itself, which the fused kernel declares it does: bf16-mixed with
+    the default max_grad_norm=1.0 crashed on the first step. The multi-tensor ("foreach") kernel
+    clips fine; fused stays for full precision and bf16-true, where it is fastest.
+    """
+    return not (precision in MIXED and max_grad_norm is not None)
 
 
 def make_optimizer(
