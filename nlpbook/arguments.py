@@ -88,6 +88,11 @@ class TrainArguments:
         "stop after this many validations without improvement of --monitor", default=None
     )
     resume: bool = option("continue from last.ckpt in downstream_model_dir", default=False)
+    overwrite_model_dir: bool = option(
+        "start over in a downstream_model_dir that holds an earlier run (its checkpoints, logs and "
+        "export are deleted first)",
+        default=False,
+    )
     save_every_n_steps: int | None = option(
         "also refresh last.ckpt every N optimizer steps, so a disconnect loses at most N steps",
         default=None,
@@ -192,6 +197,8 @@ class TrainArguments:
             found.append(f"max_steps must be -1 (no limit) or >= 1, got {self.max_steps}")
         if self.downstream_corpus_name == "custom" and not (self.train_file or self.test_file):
             found.append("downstream_corpus_name='custom' needs train_file and/or test_file")
+        if self.resume and self.overwrite_model_dir:
+            found.append("resume and overwrite_model_dir conflict: continue the run, or start it over")
         if self.cpu_workers < 0:
             found.append(f"cpu_workers must be >= 0, got {self.cpu_workers}")
         return found

@@ -17,8 +17,9 @@ from nlpbook.data import make_loader
 from nlpbook.export import EXPORT_DIR, read_export, write_export
 from nlpbook.module import TaskModule
 from nlpbook.predictor import run_model
+from nlpbook.rundir import check_resumed_labels, check_run_dir, record_run, run_lock
 from nlpbook.tasks import Task, get_task
-from nlpbook.trainer import build_trainer, last_checkpoint, run_lock
+from nlpbook.trainer import build_trainer
 
 __all__ = ["train", "evaluate", "load_pretrained"]
 
@@ -107,19 +108,6 @@ def _check_encoder(name: str, config: Any) -> None:
         )
 
 
-def _check_model_dir(args: TrainArguments) -> Path | None:
-    """Refuse to train over an earlier run unless asked to resume it."""
-    last = last_checkpoint(args.model_dir)
-    if last and not args.resume:
-        raise ArgumentError(
-            f"{args.model_dir} already holds a run ({last.name}); pass resume=True to continue it, "
-            "or choose another downstream_model_dir"
-        )
-    if args.resume and not last:
-        logger.info("resume: no %s in %s yet, starting from step 0", "last.ckpt", args.model_dir)
-    return last if args.resume else None
-
-
 def _without_download(args: TrainArguments) -> TrainArguments:
     """The same arguments with ``force_download`` off: it applies once, to the training run's read."""
     return dataclasses.replace(args, force_download=False) if args.force_download else args
@@ -137,7 +125,7 @@ def train(args: TrainArguments) -> Path:
 
 
 def _train(args: TrainArguments, task: Task) -> Path:
-    resume_from = _check_model_dir(args)
+    resume_from = check_run_dir(args)  # refuses an earlier run's folder, or a resume that changes the run
     if args.seed is not None:
         pl.seed_everything(args.seed, workers=True, verbose=False)
 
@@ -147,13 +135,16 @@ def _train(args: TrainArguments, task: Task) -> Path:
     eval_examples = _limit(task.read(_without_download(args), "test"), args.max_eval_samples)
     label_names = task.label_names(train_examples)
     task.check_labels(eval_examples, label_names)
+    check_resumed_labels(args, label_names)
     tokenizer, model = load_pretrained(args, task, label_names)
 
     started = time.perf_counter()
     train_features = task.encode(train_examples, tokenizer, label_names, args)
     eval_features = task.encode(eval_examples, tokenizer, label_names, args)
     logger.info(
-        "encoded %d + %d examples in %.1fs",
+        "encoded %d + %d examples into %d + %d features in %.1fs",
+        len(train_examples),
+        len(eval_examples),
         len(train_features),
         len(eval_features),
         time.perf_counter() - started,
@@ -186,8 +177,7 @@ def _train(args: TrainArguments, task: Task) -> Path:
     module = TaskModule(model, args, task, label_names, eval_examples, eval_features)
     module.train_sampler = getattr(train_loader, "sampler", None)
 
-    args.model_dir.mkdir(parents=True, exist_ok=True)
-    args.save(args.model_dir / "train_args.json")
+    record_run(args, label_names)  # train_args.json, written as training starts
     trainer = build_trainer(args, has_validation=bool(eval_features))
     trainer.fit(
         module,

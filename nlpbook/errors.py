@@ -6,7 +6,13 @@ pull in Lightning or torch (``nlpbook --help`` stays instant).
 
 from __future__ import annotations
 
-__all__ = ["ArgumentError", "ExportError", "NonFiniteLossError", "CheckpointWriteError"]
+__all__ = [
+    "ArgumentError",
+    "ExportError",
+    "NonFiniteLossError",
+    "CheckpointWriteError",
+    "TrainingInterrupted",
+]
 
 
 class ArgumentError(ValueError):
@@ -23,3 +29,15 @@ class NonFiniteLossError(RuntimeError):
 
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (full disk, quota, ...); the previous file is untouched."""
+
+
+class TrainingInterrupted(Exception):
+    """A signal (SIGTERM, Ctrl-C) stopped training at an optimizer-step boundary; ``last.ckpt`` holds
+    that step, so resuming loses nothing. ``exit_code`` is the shell's 128 + signal number."""
+
+    def __init__(self, reason: str, step: int, checkpoint: object, exit_code: int) -> None:
+        self.reason, self.step, self.checkpoint, self.exit_code = reason, step, checkpoint, exit_code
+        super().__init__(
+            f"training stopped by {reason} at step {step}, saved in {checkpoint}: continue it with --resume "
+            "on the command line (resume=True in Python), nothing is lost"
+        )

@@ -109,9 +109,10 @@ class TaskModule(pl.LightningModule):
     def on_train_start(self) -> None:
         """A resumed run whose length changed (more epochs, another max_steps) re-plans its
         schedule from here instead of jumping to the new curve (see ``nlpbook.schedule``)."""
-        if self.trainer.is_global_zero and self.trainer.log_dir:
+        log_dir = self.trainer.log_dir  # a collective on several devices: every process asks
+        if self.trainer.is_global_zero and log_dir:
             # logs.training_log drops the rows an interrupted run logged past this step: re-run here
-            start = Path(self.trainer.log_dir) / START_STEP_FILE
+            start = Path(log_dir) / START_STEP_FILE
             start.parent.mkdir(parents=True, exist_ok=True)
             start.write_text(f"{self.global_step}\n", encoding="utf-8")
         total = max(1, int(self.trainer.estimated_stepping_batches))

@@ -6,12 +6,13 @@ it. A task added to the registry without an entry here is reported by ``test_eve
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tiny_bert import FILLER, NAMES, NEGATIVE, PLACES, POSITIVE, toy_sentiment
+from tiny_bert import FILLER, NAMES, NEGATIVE, PLACES, POSITIVE, toy_sentiment, toy_squad
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,9 @@ class TaskFiles:
     header: list[str] | None  # table tasks: the header line's columns; None: no header (NER)
     text_column: int | None  # which column holds text (for the empty-text cases)
     rows: Any  # (n, seed) -> list of lines without the header
-    unseen_label_line: str  # a line whose label training never saw
+    unseen_label_line: str | None  # a line whose label the model cannot take (None: no such line)
     arguments: dict[str, Any] = field(default_factory=dict)
+    unseen_label_message: str = "is not one of the model's"
 
 
 def classification_rows(n: int, seed: int) -> list[str]:
@@ -36,6 +38,24 @@ def pair_rows(n: int, seed: int) -> list[str]:
         cue = rng.choice(POSITIVE if label == "entailment" else NEGATIVE)
         lines.append(f"{' '.join(rng.sample(FILLER, 3))}\t{cue} {rng.choice(FILLER)}\t{label}")
     return lines
+
+
+def sts_rows(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        f"{' '.join(rng.sample(FILLER, 3))}\t{' '.join(rng.sample(FILLER, 2))}\t{rng.uniform(0, 5):.2f}"
+        for _ in range(n)
+    ]
+
+
+def qa_rows(n: int, seed: int) -> list[str]:
+    """A SQuAD-layout JSON file, pretty-printed, as lines (n // 6 articles of 3 paragraphs)."""
+    document = {
+        "version": "toy",
+        "note": "한국어 예제 (line 3)",
+        "data": toy_squad(max(1, n // 6), seed)["data"],
+    }
+    return json.dumps(document, ensure_ascii=False, indent=1).split("\n")
 
 
 def ner_rows(n: int, seed: int) -> list[str]:
@@ -56,6 +76,15 @@ TASK_FILES: dict[str, TaskFiles] = {
         ".tsv", ["sentence1", "sentence2", "gold_label"], 0, pair_rows, "영화 좋다\t최고 영화\tneutral"
     ),
     "ner": TaskFiles(".conll", None, None, ner_rows, "세종\tB-ORG", {"ner_format": "conll"}),
+    "sts": TaskFiles(
+        ".tsv",
+        ["sentence1", "sentence2", "score"],
+        0,
+        sts_rows,
+        "영화 좋다\t최고 영화\t7.50",
+        unseen_label_message="outside the declared range",
+    ),
+    "qa": TaskFiles(".json", None, None, qa_rows, None),
 }
 
 

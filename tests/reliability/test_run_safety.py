@@ -16,15 +16,16 @@ from transformers import AutoTokenizer
 
 import nlpbook
 from nlpbook import commands
+from nlpbook.checkpoints import LastCheckpoint
 from nlpbook.classification import ClassificationTrainArguments
 from nlpbook.classification.task import TASK
-from nlpbook.trainer import LastCheckpoint, ModelDirBusyError, run_lock
+from nlpbook.rundir import ModelDirBusyError, run_lock
 from reliability.files import file_text, write
 
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from nlpbook.trainer import run_lock
+from nlpbook.rundir import run_lock
 with run_lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(120)
@@ -78,15 +79,18 @@ def fake_trainer(step: int) -> Any:
 def test_last_checkpoint_every_n_minutes_and_steps(monkeypatch, tmp_path) -> None:
     """Saves when either the step count or the clock says so, once per optimizer step at most."""
     clock = [0.0]
-    monkeypatch.setattr("nlpbook.trainer.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("nlpbook.checkpoints.time.monotonic", lambda: clock[0])
     callback = LastCheckpoint(tmp_path / "last.ckpt", every_n_steps=100, every_n_minutes=30)
     trainer, saved = fake_trainer(0)
     callback.on_train_start(trainer, None)
     for step in range(1, 251):
-        trainer.global_step = step
-        clock[0] += 60.0  # one minute per step
+        callback.on_train_batch_start(trainer)  # an accumulation batch: no optimizer step, no save
+        clock[0] += 30.0
         callback.on_train_batch_end(trainer)
-        callback.on_train_batch_end(trainer)  # an accumulation batch: same step, no second save
+        callback.on_train_batch_start(trainer)  # the batch that ends the window steps the optimizer
+        trainer.global_step = step
+        clock[0] += 30.0  # one minute per step
+        callback.on_train_batch_end(trainer)
     assert saved == [30, 60, 90, 100, 130, 160, 190, 200, 230]  # the clock restarts at every save
     callback.on_train_end(trainer, None)
     assert saved[-1] == 250
