@@ -41,6 +41,10 @@ def train_options(env: dict[str, Any], **options: str) -> list[str]:
     ]
 
 
+def env_of(tiny_bert: Path, nsmc_root: Path, tmp: Path) -> dict[str, Any]:
+    return {"tiny_bert": tiny_bert, "nsmc_root": nsmc_root, "tmp": tmp}
+
+
 def no_weights(env: dict[str, Any]) -> list[str]:
     folder = shutil.copytree(
         env["tiny_bert"], env["tmp"] / "model", ignore=shutil.ignore_patterns("*.safetensors")
@@ -244,30 +248,15 @@ def test_hub_model_without_a_network_fails_fast_in_one_line(
     assert result.stdout == ""  # and no "Retrying in 1s [Retry 1/5]" lines: the one line above
 
 
-NOISE = (
-    "LeafSpec",  # Lightning's _pytree deprecation
-    "litlogger",
-    "litmodels",
-    "Tip:",
-    "limit_val_batches",
-    "GPU available",
-    "TPU available",
-    "IProgress",
-    "ipywidgets",
-    "LOAD REPORT",
-    "UNEXPECTED",
-    "MISSING",
-    "Loading weights",
-    "Writing model shards",
-    "Epoch 0/0",
-    "Epoch 0:",
-    "v_num",
-    "DataLoader 0",
+NOISE = (  # Lightning's _pytree deprecation, its tips and start-up lines, notebook and transformers noise
+    *("LeafSpec", "litlogger", "litmodels", "Tip:", "limit_val_batches", "GPU available", "TPU available"),
+    *("IProgress", "ipywidgets", "LOAD REPORT", "UNEXPECTED", "MISSING", "Loading weights"),
+    *("Writing model shards", "Epoch 0/0", "Epoch 0:", "v_num", "DataLoader 0"),
 )
 
 
 def test_a_run_prints_progress_a_warning_and_a_summary_and_no_noise(
-    tiny_bert: Path, tmp_path: Path, monkeypatch, capsys
+    tiny_bert: Path, tmp_path: Path, monkeypatch, caplog, capsys
 ) -> None:
     root = tmp_path / "korpora"
     rows = [(str(i), text, label) for i, (text, label) in enumerate(toy_sentiment(64, 1), start=1)]
@@ -293,7 +282,7 @@ def test_a_run_prints_progress_a_warning_and_a_summary_and_no_noise(
     assert "best val_loss 0." in summary and summary.endswith(f"export: {run / 'export'}")
 
     # evaluate reads the run's train_args.json: no corpus option, and no training file needed
-    (root / "nsmc" / "ratings_train.txt").unlink()
+    (root / "nsmc" / "ratings_train.txt").rename(tmp_path / "ratings_train.txt")
     from nlpbook.classification import task
 
     def no_download(*args: object) -> None:
@@ -303,3 +292,21 @@ def test_a_run_prints_progress_a_warning_and_a_summary_and_no_noise(
     capsys.readouterr()
     assert main(["evaluate", "classification", "--downstream_model_dir", str(run)]) == 0
     assert json.loads(capsys.readouterr().out)["examples"] == 32
+
+    # resuming the finished run with no epoch added trains nothing and keeps export + evaluation
+    (tmp_path / "ratings_train.txt").rename(root / "nsmc" / "ratings_train.txt")
+    export_files = sorted(path.name for path in (run / "export").iterdir())
+    assert "evaluation.json" in export_files
+    code, lines, out = cli_output(
+        [
+            *train_options(
+                env_of(tiny_bert, root, tmp_path), epochs="1", batch_size="16", max_seq_length="32"
+            ),
+            "--resume",
+        ],
+        caplog,
+        capsys,
+    )
+    assert code == 0 and out == f"{run / 'export'}\n"
+    assert sorted(path.name for path in (run / "export").iterdir()) == export_files
+    assert any("nothing to train" in record.getMessage() for record in caplog.records)

@@ -114,3 +114,30 @@ def test_cli_reports_bad_arguments_in_one_line_and_exits_2(tmp_path, data, caplo
     # one line, options spelled as on the command line
     assert "--tpu_cores must be 0, 1 or 8, got 3; --fp16 conflicts with --precision bf16-true" in caplog.text
     assert time.perf_counter() - started < 1.0
+
+
+def test_only_missing_encoder_weights_are_warned(tiny_bert, tmp_path, caplog) -> None:
+    """The new head (and the pooler a masked-LM checkpoint lacks) start random by design: no word.
+    An encoder weight missing from the checkpoint is a warning naming it."""
+    from safetensors.torch import load_file, save_file
+
+    from nlpbook.pretrained import load_pretrained
+    from nlpbook.tasks import get_task
+
+    task = get_task("classification")
+
+    def load(model: Path) -> str:
+        caplog.clear()
+        args = ClassificationTrainArguments(pretrained_model_name=str(model), downstream_model_dir="x")
+        with caplog.at_level("WARNING"):
+            load_pretrained(args, task, ["0", "1"])
+        return caplog.text
+
+    assert load(tiny_bert) == ""
+    model = copy_model(tiny_bert, tmp_path / "m")
+    weights = load_file(model / "model.safetensors")
+    del weights["bert.encoder.layer.0.attention.self.query.weight"]
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    text = load(model)
+    assert "1 weight(s) of the encoder are not in the checkpoint" in text
+    assert "bert.encoder.layer.0.attention.self.query.weight" in text
