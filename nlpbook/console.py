@@ -75,7 +75,12 @@ class _Formatter(logging.Formatter):
 
 def install() -> None:
     """Attach the default handler once; the level comes from ``NLPBOOK_VERBOSITY`` (default info)
-    unless the user already set one on the ``"nlpbook"`` logger."""
+    unless the user already set one on the ``"nlpbook"`` logger.
+
+    Also drops tqdm's "IProgress not found" warning: transformers imports ``tqdm.auto``, which in a
+    notebook without ipywidgets warns and falls back to the plain text bar, the bar nlpbook uses
+    anyway (no ipywidgets dependency; Colab has them and shows widget bars)."""
+    warnings.filterwarnings("ignore", message="IProgress not found")
     if not any(isinstance(h, _Handler) for h in logger.handlers):
         logger.addHandler(_Handler())
     if logger.level == logging.NOTSET:

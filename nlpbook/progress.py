@@ -32,12 +32,13 @@ class ProgressBar(TQDMProgressBar):
         )
 
     def init_validation_tqdm(self) -> Tqdm:
-        has_main_bar = self.trainer.state.fn != "validate"
+        # On the training bar's line, cleared when done: a second line needs cursor-up escapes,
+        # which a notebook prints as "[A".
         return Tqdm(
             desc=self.validation_description,
-            position=2 * self.process_position + has_main_bar,
+            position=2 * self.process_position,
             disable=self.is_disabled,
-            leave=not has_main_bar,
+            leave=False,
             dynamic_ncols=True,
             file=sys.stderr,
             bar_format=self.BAR_FORMAT,
