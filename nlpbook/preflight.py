@@ -1,8 +1,10 @@
-"""Checks that run before any data or model is loaded: the device, the model folder, the run folder.
+"""Checks that run before any data or model is loaded: the device and the run folder.
 
 Each of these used to fail only after the corpus was read and kcbert-base loaded (``tpu_cores=8``
-without torch_xla reached the Trainer; an unwritable ``downstream_model_dir`` failed at the first
-checkpoint) and printed a traceback. Here they are ``ArgumentError``s raised in a second.
+without torch_xla reached the Trainer; an unwritable ``downstream_model_dir`` failed when the lock
+file or the first checkpoint was written) and printed a traceback. Here they are
+``ArgumentError``s raised in a second. (The model folder is checked when it loads, after the data:
+data errors come first, so a data file can be checked with no model at hand.)
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from pathlib import Path
 
 from nlpbook.arguments import TrainArguments
 from nlpbook.errors import ArgumentError, spell
-from nlpbook.pretrained import check_model_folder
 from nlpbook.trainer import devices_and_accelerator
 
 __all__ = ["preflight", "check_devices", "check_output_dir"]
@@ -24,7 +25,6 @@ DEVICES_SECTION = "README: 'GPUs, TPUs and precision'"
 def preflight(args: TrainArguments) -> None:
     """Everything about a training run that can be checked without reading data or loading a model."""
     check_devices(args)
-    check_model_folder(args.pretrained_model_name, args.random_init)
     check_output_dir(args.model_dir)
 
 

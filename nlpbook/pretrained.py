@@ -3,8 +3,9 @@
 What a user meets here in the first hour, and what they read instead of a traceback:
 
 - a hub name without a network: ``HF_HUB_OFFLINE`` set, or no connection. huggingface_hub retries
-  an unreachable host for ~24 s (five retries, each warning printed twice) before transformers
-  raises ``OSError``; a one-second probe of the hub's host finds that out first and the error names
+  an unreachable host for ~24 s (five retries, each warning printed twice; measured with
+  huggingface_hub 2.4) before transformers raises ``OSError``; a TCP probe of the hub's host (3 s at
+  most) finds that out first, only the local cache is tried, and the error names
   ``pretrained_model_name`` with a local folder and the README's offline section;
 - a folder with a config and a tokenizer but no weights (the shared kcbert-base folder): the error
   says so and names ``random_init``;
@@ -83,7 +84,7 @@ def load_pretrained(args: Any, task: Task, label_names: list[str]) -> tuple[Any,
 
 def check_model_folder(name: str, random_init: bool = False) -> bool:
     """True for a usable local folder, False for a hub name; ``ArgumentError`` for a folder that
-    cannot work. Cheap: run before any data is read.
+    cannot work, before transformers reads it.
 
     Without its vocabulary, transformers quietly builds an empty tokenizer that turns every word
     into [UNK]: training would run and learn nothing.
