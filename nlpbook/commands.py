@@ -68,14 +68,14 @@ def train(args: TrainArguments) -> Path:
     Ends with one summary line (time, epochs, best metric, export). Resuming a finished run with no
     epochs added trains nothing and leaves its export (and ``evaluation.json``) as they are.
     """
-    started = time.perf_counter()
     task = _task_of(args)
-    preflight(args)  # device, model folder, run folder: before any data is read
+    preflight(args)  # the device and the run folder: before any data is read
     with run_lock(args.model_dir), quiet_libraries():  # a second run on the folder is refused
-        return _train(args, task, started)
+        return _train(args, task)
 
 
-def _train(args: TrainArguments, task: Task, started: float) -> Path:
+def _train(args: TrainArguments, task: Task) -> Path:
+    started = time.perf_counter()
     resume_from = _check_model_dir(args)
     if args.seed is not None:
         pl.seed_everything(args.seed, workers=True, verbose=False)
