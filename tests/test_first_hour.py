@@ -301,7 +301,11 @@ def test_a_run_prints_progress_a_warning_and_a_summary_and_no_noise(
     code, lines, out = cli_output(
         [
             *train_options(
-                env_of(tiny_bert, root, tmp_path), epochs="1", batch_size="16", max_seq_length="32"
+                env_of(tiny_bert, root, tmp_path),
+                epochs="1",
+                batch_size="16",
+                max_seq_length="32",
+                log_every_n_steps="1",
             ),
             "--resume",
         ],
