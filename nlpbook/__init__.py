@@ -6,15 +6,17 @@ export_dir = nlpbook.train(args)
 nlpbook.evaluate(args)
 nlpbook.predict(export_dir, ["재미있는 영화였다"])
 nlpbook.serve(export_dir, port=8000)  # web demo + JSON API
+nlpbook.set_verbosity("warning")  # only warnings and errors from here on
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import Any
 
+from nlpbook import console
 from nlpbook.arguments import ArgumentError, TrainArguments
+from nlpbook.console import set_verbosity
 from nlpbook.corpus import DataError
 from nlpbook.errors import CheckpointWriteError, ExportError, NonFiniteLossError
 
@@ -24,6 +26,7 @@ __all__ = [
     "predict",
     "serve",
     "Predictor",
+    "set_verbosity",
     "TrainArguments",
     "ArgumentError",
     "DataError",
@@ -57,4 +60,5 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+# Warnings and progress reach scripts, notebooks and the CLI by default (see nlpbook.console).
+console.install()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from nlpbook.errors import ArgumentError
+from nlpbook.errors import ArgumentError, spell
+from nlpbook.fieldtypes import normalised, type_problems
 
 __all__ = ["TrainArguments", "ArgumentError", "load_arguments", "option"]
 
@@ -129,23 +131,32 @@ class TrainArguments:
     test_file: str | None = option("your own evaluation file (.tsv, .csv or .jsonl)", default=None)
 
     def __post_init__(self) -> None:
+        # Types first: the value checks below compare numbers and would fail on a string.
+        hints = typing.get_type_hints(type(self))
+        wrong = type_problems(type(self), vars(self), spell)
+        if wrong:
+            raise _invalid(type(self).__name__, wrong)
+        for f in fields(self):
+            setattr(self, f.name, normalised(getattr(self, f.name), hints[f.name]))
         if not self.downstream_corpus_name:
             default = self.corpora[0] if self.corpora else "custom"
             self.downstream_corpus_name = "custom" if self.train_file else default
         problems = self.problems()
         if problems:
-            raise ArgumentError(f"invalid {type(self).__name__}:\n  - " + "\n  - ".join(problems))
+            raise _invalid(type(self).__name__, problems)
 
     def problems(self) -> list[str]:
         """Every reason these arguments cannot work, so the user fixes them all in one go."""
         found: list[str] = []
         if self.downstream_task_name and self.downstream_task_name not in (self.book_task_name, self.task):
             found.append(
-                f"downstream_task_name={self.downstream_task_name!r} does not match {type(self).__name__} "
-                f"({self.book_task_name!r}); use the arguments class of that task"
+                f"{spell('downstream_task_name', self.downstream_task_name)} does not match "
+                f"{type(self).__name__} ({self.book_task_name!r}); use the arguments class of that task"
             )
         if not self.downstream_model_dir:
-            found.append("downstream_model_dir is required: the folder for checkpoints and the export")
+            found.append(
+                f"{spell('downstream_model_dir')} is required: the folder for checkpoints and the export"
+            )
         for name in (
             "max_seq_length",
             "batch_size",
@@ -154,34 +165,39 @@ class TrainArguments:
             "log_every_n_steps",
         ):
             if getattr(self, name) < 1:
-                found.append(f"{name} must be >= 1, got {getattr(self, name)}")
+                found.append(f"{spell(name)} must be >= 1, got {getattr(self, name)}")
         if self.max_seq_length < 8:
-            found.append(f"max_seq_length must be >= 8 to hold [CLS] text [SEP], got {self.max_seq_length}")
+            found.append(
+                f"{spell('max_seq_length')} must be >= 8 to hold [CLS] text [SEP], got {self.max_seq_length}"
+            )
         if not self.learning_rate > 0:
-            found.append(f"learning_rate must be > 0, got {self.learning_rate}")
+            found.append(f"{spell('learning_rate')} must be > 0, got {self.learning_rate}")
         if not 0 <= self.warmup_ratio < 1:
-            found.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            found.append(f"{spell('warmup_ratio')} must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0:
-            found.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+            found.append(f"{spell('weight_decay')} must be >= 0, got {self.weight_decay}")
         if self.tpu_cores not in (0, 1, 8):
-            found.append(f"tpu_cores must be 0, 1 or 8, got {self.tpu_cores}")
+            found.append(f"{spell('tpu_cores')} must be 0, 1 or 8, got {self.tpu_cores}")
         if self.tpu_cores and self.accelerator not in ("auto", "tpu"):
-            found.append(f"tpu_cores={self.tpu_cores} conflicts with accelerator={self.accelerator!r}")
+            tpu, accelerator = spell("tpu_cores", self.tpu_cores), spell("accelerator", self.accelerator)
+            found.append(f"{tpu} conflicts with {accelerator}")
         if self.fp16 and self.precision not in (None, "16-mixed"):
-            found.append(f"fp16=True conflicts with precision={self.precision!r}")
+            found.append(f"{spell('fp16', True)} conflicts with {spell('precision', self.precision)}")
         if self.tpu_cores and self.fp16:
-            found.append("fp16 is not supported on TPU; use precision='bf16-true'")
+            found.append(f"{spell('fp16')} is not supported on TPU; use {spell('precision', 'bf16-true')}")
         found += self._monitor_problems()
         if self.downstream_corpus_name not in (*self.corpora, "custom"):
             known = ", ".join(repr(name) for name in (*self.corpora, "custom"))
             found.append(
-                f"downstream_corpus_name={self.downstream_corpus_name!r} is not a corpus of this task; "
-                f"use one of {known} (custom: your own --train_file/--test_file)"
+                f"{spell('downstream_corpus_name', self.downstream_corpus_name)} is not a corpus of this "
+                f"task; use one of {known} (custom: your own {spell('train_file')}/{spell('test_file')})"
             )
         if self.save_top_k < -1:
-            found.append(f"save_top_k must be -1 (all), 0 or more, got {self.save_top_k}")
+            found.append(f"{spell('save_top_k')} must be -1 (all), 0 or more, got {self.save_top_k}")
         if self.devices != "auto" and not re.fullmatch(r"-1|\d+|\d+(,\d+)*,?", self.devices.replace(" ", "")):
-            found.append(f"devices must be 'auto', a count or a comma list of ids, got {self.devices!r}")
+            found.append(
+                f"{spell('devices')} must be 'auto', a count or a comma list of ids, got {self.devices!r}"
+            )
         for name in (
             "max_train_samples",
             "max_eval_samples",
@@ -190,17 +206,25 @@ class TrainArguments:
         ):
             value = getattr(self, name)
             if value is not None and value < 1:
-                found.append(f"{name} must be >= 1 when given, got {value}")
+                found.append(f"{spell(name)} must be >= 1 when given, got {value}")
         if self.save_every_n_minutes is not None and not self.save_every_n_minutes > 0:
-            found.append(f"save_every_n_minutes must be > 0 when given, got {self.save_every_n_minutes}")
+            found.append(
+                f"{spell('save_every_n_minutes')} must be > 0 when given, got {self.save_every_n_minutes}"
+            )
         if self.max_steps == 0 or self.max_steps < -1:
-            found.append(f"max_steps must be -1 (no limit) or >= 1, got {self.max_steps}")
+            found.append(f"{spell('max_steps')} must be -1 (no limit) or >= 1, got {self.max_steps}")
         if self.downstream_corpus_name == "custom" and not (self.train_file or self.test_file):
-            found.append("downstream_corpus_name='custom' needs train_file and/or test_file")
+            found.append(
+                f"{spell('downstream_corpus_name', 'custom')} needs {spell('train_file')} and/or "
+                f"{spell('test_file')}"
+            )
         if self.resume and self.overwrite_model_dir:
-            found.append("resume and overwrite_model_dir conflict: continue the run, or start it over")
+            found.append(
+                f"{spell('resume')} and {spell('overwrite_model_dir')} conflict: continue the run, "
+                "or start it over"
+            )
         if self.cpu_workers < 0:
-            found.append(f"cpu_workers must be >= 0, got {self.cpu_workers}")
+            found.append(f"{spell('cpu_workers')} must be >= 0, got {self.cpu_workers}")
         return found
 
     def _monitor_problems(self) -> list[str]:
@@ -212,10 +236,10 @@ class TrainArguments:
             allowed += [f"val_{name}" for name in get_task(self.task).metric_names]
         example = f"'min val_loss' or 'max {allowed[-1]}'"
         if not re.fullmatch(r"(min|max) \w+", self.monitor):
-            return [f"monitor must look like {example}, got {self.monitor!r}"]
+            return [f"{spell('monitor')} must look like {example}, got {self.monitor!r}"]
         if self.monitor.split()[1] not in allowed:
             return [
-                f"monitor names {self.monitor.split()[1]!r}, which this task does not log; "
+                f"{spell('monitor')} names {self.monitor.split()[1]!r}, which this task does not log; "
                 f"choose one of {', '.join(allowed)} (e.g. {example})"
             ]
         return []
@@ -248,6 +272,10 @@ class TrainArguments:
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def _invalid(cls_name: str, problems: list[str]) -> ArgumentError:
+    return ArgumentError(f"invalid {cls_name}:\n  - " + "\n  - ".join(problems), problems)
 
 
 def load_arguments(values: dict[str, Any], cls: type[TrainArguments]) -> TrainArguments:

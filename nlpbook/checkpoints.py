@@ -28,7 +28,7 @@ import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import Checkpoint
 
-from nlpbook.errors import CheckpointWriteError, NonFiniteLossError, TrainingInterrupted
+from nlpbook.errors import CheckpointWriteError, NonFiniteLossError, TrainingInterrupted, spell
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -68,7 +68,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise CheckpointWriteError(
                 f"could not write checkpoint {path} ({getattr(error, 'strerror', None) or error}; "
                 f"{free:.0f} MiB free there); {path.name} was not replaced, so the previous one is "
-                "intact: free disk space and run again with resume=True"
+                f"intact: free disk space and run again with {spell('resume', True)}"
             ) from error
         except BaseException:
             temporary.unlink(missing_ok=True)

@@ -2,7 +2,13 @@
 
 Options are generated from the task's argument dataclass (name, type, default, ``help``), so the
 command line and ``ClassificationTrainArguments(...)`` can never drift apart. ``--config FILE``
-reads the same fields from a JSON file; options given on the command line override it.
+reads the same fields from a JSON file; options given on the command line override it. ``evaluate``
+starts from the run's own ``train_args.json``, so the corpus options need not be repeated.
+
+Option values are strings converted by argparse (``--batch_size 32``); a ``--config`` file is JSON
+and must hold JSON types, as the Python API must (``"epochs": 3``, not ``"3"``). Every error ends
+the command with one line on stderr and exit status 2 (1 when training stopped on a NaN loss or a
+failed checkpoint write), its hints spelled as options (``--resume``).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import types
 import typing
@@ -19,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from nlpbook.arguments import ArgumentError, TrainArguments, load_arguments
+from nlpbook.cli_predict import add_predict_parser, add_serve_parser, predict_command, serve_command
+from nlpbook.console import set_verbosity
 from nlpbook.corpus import DataError
-from nlpbook.errors import CheckpointWriteError, NonFiniteLossError
-from nlpbook.tasks import Task, get_task, input_field_names, task_names
+from nlpbook.errors import CheckpointWriteError, NonFiniteLossError, TrainingInterrupted, cli_spelling
+from nlpbook.fieldtypes import type_problems
+from nlpbook.tasks import get_task, task_names
 
 __all__ = ["main", "build_parser", "add_dataclass_options"]
 
@@ -77,9 +87,18 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
         parser.add_argument(f"--{f.name}", **kwargs)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line: the generated usage of ``train`` spans dozens."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (options: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nlpbook", description="Fine-tune Korean BERT models.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = _Parser(prog="nlpbook", description="Fine-tune Korean BERT models.")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="also print debug messages")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in ("train", "evaluate"):
         sub = commands.add_parser(command, help=f"{command} a task model")
@@ -90,159 +109,117 @@ def build_parser() -> argparse.ArgumentParser:
                 "--config", type=Path, help="JSON file of arguments (CLI options override)"
             )
             add_dataclass_options(task_parser, get_task(name).arguments_class)
-    _add_predict_parser(commands)
-    _add_serve_parser(commands)
+    add_predict_parser(commands)
+    add_serve_parser(commands)
     return parser
 
 
 def _arguments(namespace: argparse.Namespace) -> TrainArguments:
+    """The command's arguments: the run's saved ``train_args.json`` (evaluate), then ``--config``,
+    then the options given, each overriding the one before."""
     cls = get_task(namespace.task).arguments_class
-    values: dict[str, Any] = {}
-    if namespace.config:
-        values = json.loads(namespace.config.read_text(encoding="utf-8"))
-    given = {k: v for k, v in vars(namespace).items() if k not in ("command", "task", "config", "verbose")}
-    return load_arguments({**values, **given}, cls)
+    given = {k: v for k, v in vars(namespace).items() if k not in NOT_ARGUMENTS}
+    config = _config_values(namespace.config, cls) if namespace.config else {}
+    saved: dict[str, Any] = {}
+    if namespace.command == "evaluate":
+        model_dir = given.get("downstream_model_dir", config.get("downstream_model_dir"))
+        saved = _saved_arguments(Path(model_dir).expanduser(), cls) if model_dir else {}
+    return load_arguments({**saved, **config, **given}, cls)
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by predict and serve: which export, where it runs."""
-    parser.add_argument("--model_dir", required=True, help="export folder (or the downstream_model_dir)")
-    parser.add_argument("--batch_size", type=int, default=64, help="examples per forward pass")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the GPU when there is one)")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA GPUs only)")
+NOT_ARGUMENTS = ("command", "task", "config", "verbose", "quiet")
 
 
-def _add_predict_parser(commands: Any) -> None:
-    predict = commands.add_parser("predict", help="predict with an export folder")
-    predict.add_argument("task", nargs="?", choices=task_names(), help="optional: checked against the export")
-    _add_model_options(predict)
-    # One option per input field any task declares (--text; --text_a --text_b; ...): which ones a
-    # model takes is checked against its task before it loads.
-    for name in input_field_names():
-        users = [task for task in task_names() if name in [f.name for f in get_task(task).input_fields]]
-        predict.add_argument(
-            f"--{name}", action="append", help=f"input field of {', '.join(users)} models (repeatable)"
-        )
-    predict.add_argument(
-        "--input", type=Path, help="file of inputs: .txt (one per line), .tsv/.csv/.jsonl/.json with a header"
-    )
-    predict.add_argument(
-        "--output", type=Path, help="JSON lines file, written whole or not at all (default: stdout)"
-    )
-    predict.add_argument("--chunk_size", type=int, default=2048, help="inputs encoded and run at a time")
-    predict.add_argument("--no_progress", action="store_true", help="no progress bar")
-
-
-def _add_serve_parser(commands: Any) -> None:
-    serve = commands.add_parser("serve", help="web demo and JSON API for an export folder")
-    _add_model_options(serve)
-    serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept other machines")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--max_text_chars", type=int, default=5000, help="longer texts get 413")
-    serve.add_argument("--max_batch_size", type=int, default=64, help="larger 'texts' batches get 413")
-    serve.add_argument(
-        "--allowed_hosts",
-        nargs="+",
-        metavar="NAME",
-        help="Host names accepted besides 127.0.0.1, localhost and [::1] ('*': any); default: none "
-        "when --host is loopback, any otherwise",
-    )
-
-
-def _cli_inputs(namespace: argparse.Namespace, task: Task) -> list[Any] | None:
-    """The --<field> inputs as dicts (one per repetition), or None for --input; checked against
-    the model's task before the model loads."""
-    names = [f.name for f in task.input_fields]
-    given = {name: getattr(namespace, name) for name in input_field_names() if getattr(namespace, name)}
-    spelled = " ".join(f"--{name} TEXT" for name in names)
-    if bool(given) == (namespace.input is not None):
-        raise ArgumentError(f"give the inputs as {spelled} (repeatable) or as --input FILE")
-    if namespace.input is not None:
-        return None
-    if sorted(given) != sorted(names):
-        raise ArgumentError(
-            f"a {task.name} model takes {spelled}; got {' '.join('--' + name for name in given)}"
-        )
-    counts = {len(values) for values in given.values()}
-    if len(counts) > 1:
-        raise ArgumentError(f"give each of {', '.join('--' + n for n in names)} the same number of times")
-    return [dict(zip(given, values, strict=True)) for values in zip(*given.values(), strict=True)]
-
-
-def _predict(namespace: argparse.Namespace) -> None:
-    from nlpbook.export import read_meta
-
-    task = get_task(read_meta(namespace.model_dir)["task"])
-    if namespace.task and namespace.task != task.name:
-        raise ArgumentError(f"{namespace.model_dir} holds a {task.name!r} model, not {namespace.task!r}")
-    inputs = _cli_inputs(namespace, task)
-
-    from nlpbook.predictor import Predictor, atomic_output
-
-    predictor = Predictor.from_pretrained(
-        namespace.model_dir,
-        device=namespace.device,
-        batch_size=namespace.batch_size,
-        dtype="bf16" if namespace.bf16 else None,
-    )
-    if inputs is None:
-        summary = predictor.predict_file(
-            namespace.input,
-            namespace.output,
-            chunk_size=namespace.chunk_size,
-            progress=not namespace.no_progress,
-        )
-        if namespace.output is not None:
-            print(f"{summary.examples} predictions written to {summary.output}", file=sys.stderr)
-        return
+def _config_values(path: Path, cls: type[TrainArguments]) -> dict[str, Any]:
+    """A ``--config`` file: a JSON object of argument names and JSON-typed values."""
+    where = f"--config {path}"
     try:
-        results = predictor(inputs)
-    except ValueError as error:  # e.g. a blank --text
-        raise ArgumentError(str(error)) from None
-    with atomic_output(namespace.output) as sink:
-        sink.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ArgumentError(f"{where}: cannot read it ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise ArgumentError(f"{where}: not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise ArgumentError(f"{where}: invalid JSON at line {error.lineno}: {error.msg}") from None
+    if not isinstance(values, dict):
+        raise ArgumentError(
+            f'{where}: expected a JSON object such as {{"epochs": 3}}, found a JSON {type(values).__name__}'
+        )
+    unknown = sorted(set(values) - {f.name for f in fields(cls)} - {"task"})
+    if unknown:
+        raise ArgumentError(f"{where}: unknown argument(s) for {cls.__name__}: {', '.join(unknown)}")
+    wrong = type_problems(cls, values, lambda name: f'"{name}"')
+    if wrong:
+        raise ArgumentError(f"{where}: {'; '.join(wrong)} (JSON numbers and true/false are not quoted)")
+    return values
 
 
-def _serve(namespace: argparse.Namespace) -> None:
-    from nlpbook.serve import serve
-
-    serve(
-        namespace.model_dir,
-        namespace.host,
-        namespace.port,
-        device=namespace.device,
-        batch_size=namespace.batch_size,
-        bf16=namespace.bf16,
-        max_text_chars=namespace.max_text_chars,
-        max_batch_size=namespace.max_batch_size,
-        allowed_hosts=namespace.allowed_hosts,
-    )
+def _saved_arguments(model_dir: Path, cls: type[TrainArguments]) -> dict[str, Any]:
+    """The arguments a run was trained with, so ``evaluate`` needs no corpus options repeated.
+    Fields this version does not know are left out; ``resume``/``force_download`` do not apply."""
+    path = model_dir / "train_args.json"
+    if not path.is_file():
+        return {}
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ArgumentError(f"{path}: cannot read the run's arguments ({error})") from None
+    task = saved.get("task")
+    if task and task != cls.task:
+        raise ArgumentError(f"{model_dir} holds a {task!r} run; use: nlpbook evaluate {task} ...")
+    known = {f.name for f in fields(cls)} - {"resume", "force_download"}
+    return {k: v for k, v in saved.items() if k in known}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     namespace = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if namespace.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        if namespace.command in ("predict", "serve"):
-            (_predict if namespace.command == "predict" else _serve)(namespace)
-            return 0
-        import nlpbook
+    if namespace.verbose or namespace.quiet:
+        set_verbosity("debug" if namespace.verbose else "warning")
+    with cli_spelling():  # messages name options as --resume, not resume=True
+        try:
+            return _run(namespace)
+        except BrokenPipeError:  # `nlpbook predict ... | head`: the reader has gone; stop quietly
+            _drop_stdout()
+            return 141  # what a shell reports for a process ended by SIGPIPE, as `cat` would be
+        except (ArgumentError, DataError, FileNotFoundError) as error:
+            logger.error("%s", one_line(error))
+            return 2
+        except (NonFiniteLossError, CheckpointWriteError) as error:  # stopped; last.ckpt is intact
+            logger.error("%s", one_line(error))
+            return 1
+        except TrainingInterrupted as error:  # SIGTERM / Ctrl-C: saved at a step, says how to resume
+            logger.error("%s", one_line(error))
+            return error.exit_code
 
-        args = _arguments(namespace)
-        if namespace.command == "train":
-            print(nlpbook.train(args))
-        else:
-            print(json.dumps(nlpbook.evaluate(args), ensure_ascii=False, indent=2))
+
+def _run(namespace: argparse.Namespace) -> int:
+    if namespace.command in ("predict", "serve"):
+        (predict_command if namespace.command == "predict" else serve_command)(namespace)
         return 0
-    except (ArgumentError, DataError, FileNotFoundError) as error:
-        logger.error("%s", error)
-        return 2
-    except (NonFiniteLossError, CheckpointWriteError) as error:  # training stopped; last.ckpt is intact
-        logger.error("%s", error)
-        return 1
+    import nlpbook
+
+    args = _arguments(namespace)
+    if namespace.command == "train":
+        print(nlpbook.train(args))  # stdout holds only the export path: `dir=$(nlpbook train ...)`
+    else:
+        print(json.dumps(nlpbook.evaluate(args), ensure_ascii=False, indent=2))
+    return 0
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one line: several argument problems are joined with '; '."""
+    problems = getattr(error, "problems", None)
+    text = "; ".join(problems) if problems else str(error)
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (tests capture stdout)
+        pass
 
 
 if __name__ == "__main__":

@@ -13,10 +13,14 @@ import pytorch_lightning as pl
 import torch
 
 from nlpbook.arguments import ArgumentError, TrainArguments
+from nlpbook.console import quiet_libraries
 from nlpbook.data import make_loader
-from nlpbook.export import EXPORT_DIR, read_export, write_export
+from nlpbook.errors import spell
+from nlpbook.export import EXPORT_DIR, META_FILE, read_export, write_export
 from nlpbook.module import TaskModule
 from nlpbook.predictor import run_model
+from nlpbook.preflight import preflight
+from nlpbook.pretrained import load_pretrained
 from nlpbook.rundir import check_resumed_labels, check_run_dir, record_run, run_lock
 from nlpbook.tasks import Task, get_task
 from nlpbook.trainer import build_trainer
@@ -35,79 +39,6 @@ def _task_of(args: TrainArguments) -> Task:
     return get_task(args.task)
 
 
-def load_pretrained(args: TrainArguments, task: Task, label_names: list[str]) -> tuple[Any, Any]:
-    """Tokenizer and model from a hub name or a local folder: the path a user's kcbert-base takes."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    name = args.pretrained_model_name
-    _check_model_folder(name)
-    config = AutoConfig.from_pretrained(name)
-    _check_encoder(name, config)
-    limit = getattr(config, "max_position_embeddings", None)
-    if limit is not None and args.max_seq_length > limit:
-        raise ArgumentError(
-            f"max_seq_length={args.max_seq_length} is longer than {name}'s max_position_embeddings={limit}"
-        )
-    tokenizer = AutoTokenizer.from_pretrained(name)
-    if not getattr(tokenizer, "is_fast", False):
-        raise ArgumentError(
-            f"{name}: nlpbook needs a fast (Rust) tokenizer; tokenizer.json or vocab.txt is missing"
-        )
-    vocab_size = getattr(config, "vocab_size", None)
-    if vocab_size and len(tokenizer) > vocab_size:
-        raise ArgumentError(
-            f"{name}: the tokenizer has {len(tokenizer)} tokens but the model's embeddings hold only "
-            f"{vocab_size}; the tokenizer files belong to another model"
-        )
-    config.update(task.head_config(label_names))
-    model_class = task.head.model_class()
-    if args.random_init:
-        model = model_class.from_config(config)
-    else:
-        model = model_class.from_pretrained(name, config=config)
-    return tokenizer, model
-
-
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
-
-
-def _check_model_folder(name: str) -> None:
-    """A local pretrained_model_name must hold a config and a tokenizer.
-
-    Without its vocabulary, transformers quietly builds an empty tokenizer that turns every word
-    into [UNK]: training would run and learn nothing.
-    """
-    folder = Path(name).expanduser()
-    if not folder.is_dir():
-        if name.startswith(("/", ".", "~")) or name.count("/") > 1:
-            raise ArgumentError(f"pretrained_model_name {name}: folder not found")
-        return  # a hub name such as beomi/kcbert-base
-    if not (folder / "config.json").is_file():
-        raise ArgumentError(f"pretrained_model_name {name}: config.json not found in the folder")
-    if not any((folder / file).is_file() for file in TOKENIZER_FILES):
-        raise ArgumentError(
-            f"pretrained_model_name {name}: no tokenizer in the folder (expected one of "
-            f"{', '.join(TOKENIZER_FILES)}); save the tokenizer there with tokenizer.save_pretrained"
-        )
-
-
-def _check_encoder(name: str, config: Any) -> None:
-    """Every task head here sits on a bidirectional encoder (BERT, RoBERTa, ELECTRA, ...).
-
-    GPT-style decoders and T5/BART encoder-decoders have classification heads in transformers,
-    but they need other inputs (no [CLS], no token_type_ids, a pad token GPT-2 lacks) and would
-    fail mid-training or train badly; the models that have a masked-LM head are the encoders.
-    """
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-    kind = getattr(config, "model_type", "unknown")
-    if getattr(config, "is_encoder_decoder", False) or kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
-        raise ArgumentError(
-            f"pretrained_model_name {name} is a {kind!r} model, not a BERT-style encoder; nlpbook "
-            "fine-tunes encoders such as bert (beomi/kcbert-base), roberta, electra or xlm-roberta"
-        )
-
-
 def _without_download(args: TrainArguments) -> TrainArguments:
     """The same arguments with ``force_download`` off: it applies once, to the training run's read."""
     return dataclasses.replace(args, force_download=False) if args.force_download else args
@@ -118,13 +49,19 @@ def _limit(examples: list[Any], limit: int | None) -> list[Any]:
 
 
 def train(args: TrainArguments) -> Path:
-    """Fine-tune, checkpoint into ``downstream_model_dir`` and write its export; returns the export folder."""
+    """Fine-tune, checkpoint into ``downstream_model_dir`` and write its export; returns the export folder.
+
+    Ends with one summary line (time, epochs, best metric, export). Resuming a finished run with no
+    epochs added trains nothing and leaves its export (and ``evaluation.json``) as they are.
+    """
     task = _task_of(args)
-    with run_lock(args.model_dir):  # a second run on the same folder is refused, not interleaved
+    preflight(args)  # the device and the run folder: before any data is read
+    with run_lock(args.model_dir), quiet_libraries():  # a second run on the folder is refused
         return _train(args, task)
 
 
 def _train(args: TrainArguments, task: Task) -> Path:
+    started = time.perf_counter()
     resume_from = check_run_dir(args)  # refuses an earlier run's folder, or a resume that changes the run
     if args.seed is not None:
         pl.seed_everything(args.seed, workers=True, verbose=False)
@@ -138,16 +75,16 @@ def _train(args: TrainArguments, task: Task) -> Path:
     check_resumed_labels(args, label_names)
     tokenizer, model = load_pretrained(args, task, label_names)
 
-    started = time.perf_counter()
+    encoding = time.perf_counter()
     train_features = task.encode(train_examples, tokenizer, label_names, args)
     eval_features = task.encode(eval_examples, tokenizer, label_names, args)
-    logger.info(
+    logger.debug(
         "encoded %d + %d examples into %d + %d features in %.1fs",
         len(train_examples),
         len(eval_examples),
         len(train_features),
         len(eval_features),
-        time.perf_counter() - started,
+        time.perf_counter() - encoding,
     )
 
     seed = args.seed or 0
@@ -179,6 +116,9 @@ def _train(args: TrainArguments, task: Task) -> Path:
 
     record_run(args, label_names)  # train_args.json, written as training starts
     trainer = build_trainer(args, has_validation=bool(eval_features))
+    # last.ckpt is rewritten whenever a step is trained (in this process or a spawned one): unchanged
+    # after fit means a resumed run had nothing left to train.
+    resumed_stamp = _stamp(resume_from) if resume_from else None
     trainer.fit(
         module,
         train_dataloaders=train_loader,
@@ -186,14 +126,49 @@ def _train(args: TrainArguments, task: Task) -> Path:
         ckpt_path=str(resume_from) if resume_from else None,
     )
 
+    export = args.model_dir / EXPORT_DIR
+    if resume_from and _stamp(resume_from) == resumed_stamp and (export / META_FILE).is_file():
+        logger.info(
+            "nothing to train: the run already finished %d epoch(s) (step %d); its export is left as it "
+            "is (raise %s to train more)",
+            trainer.current_epoch,
+            trainer.global_step,
+            spell("epochs"),
+        )
+        return export
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best:
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
-        logger.info("exporting the best checkpoint %s", Path(best).name)
-    export = write_export(args.model_dir / EXPORT_DIR, module.model.cpu(), tokenizer, task, label_names, args)
-    logger.info("export written to %s", export)
+        logger.debug("exporting the best checkpoint %s", Path(best).name)
+    write_export(export, module.model.cpu(), tokenizer, task, label_names, args)
+    logger.info("%s", _summary(args, trainer, export, time.perf_counter() - started))
     return export
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    status = path.stat()
+    return status.st_ino, status.st_mtime_ns, status.st_size
+
+
+def _summary(args: TrainArguments, trainer: pl.Trainer, export: Path, seconds: float) -> str:
+    """One line after training: what ran, where, how long, how good, and where the model is."""
+    callback = trainer.checkpoint_callback
+    score = getattr(callback, "best_model_score", None)
+    best = f"best {args.monitor_metric} {float(score):.4f}; " if score is not None else ""
+    device = trainer.strategy.root_device.type
+    return (
+        f"trained {trainer.current_epoch} epoch(s), {trainer.global_step} step(s) on {device} in "
+        f"{_duration(seconds)}; {best}export: {export}"
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 def evaluate(args: TrainArguments, model_dir: str | Path | None = None) -> dict[str, Any]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from nlpbook.errors import spell
 
 __all__ = [
     "DataError",
@@ -31,6 +30,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+OFFLINE_SECTION = "README: 'Offline: a local model folder and a local corpus'"
 TABLE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
 
 
@@ -88,7 +88,9 @@ def read_table(path: str | Path, columns: Sequence[str]) -> list[Row]:
     text = read_text(path)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        return _read_json_rows(path, text, columns)
+        from nlpbook.json_rows import read_json_rows  # imported here: it builds this module's Rows
+
+        return read_json_rows(path, text, columns)
     if suffix == ".csv":
         records = _csv_records(path, text)
     else:
@@ -114,25 +116,61 @@ def nonempty(row: Row, column: str) -> str:
     return text
 
 
-def read_text_rows(path: str | Path, column: str = "text") -> list[Row]:
-    """Texts to predict: a table with a ``column`` header, or any other file with one text a line.
+def read_text_rows(path: str | Path, column: str = "text", aliases: Sequence[str] = ()) -> list[Row]:
+    """Texts to predict: a table whose header names ``column`` (or one of ``aliases``, e.g. NSMC's
+    ``document``), or any other file with one text a line. Each row's text is under ``column``.
 
-    Blank lines of a plain text file are skipped and said so (each row keeps its line number,
-    so outputs still map back to the input); an empty text in a table is an error.
+    A .txt file that is a tab-separated table with a header (NSMC's own ``ratings_test.txt``) is
+    read as one: line by line, its header and id/label columns would be classified as text. Blank
+    lines of a plain text file are skipped and said so (each row keeps its line number, so outputs
+    still map back to the input); an empty text in a table is an error.
     """
     path = Path(path)
     if path.suffix.lower() in TABLE_SUFFIXES:
-        rows = read_table(path, [column])
-        for row in rows:
-            nonempty(row, column)
-        return rows
+        return _text_column(path, read_table(path, []), column, aliases)
     lines = read_text(path).split("\n")
     lines = lines[:-1] if lines[-1] == "" else lines
+    if _looks_like_a_table(lines):
+        return _text_column(path, read_table(path, []), column, aliases)
     rows = [Row(str(path), n, {column: text}) for n, text in enumerate(lines, start=1) if text.strip()]
     blank = [n for n, text in enumerate(lines, start=1) if not text.strip()]
     if blank:
         logger.warning("%s: skipped %d blank line(s) at line(s) %s", path, len(blank), blank[:10])
     return rows
+
+
+def _looks_like_a_table(lines: Sequence[str], sample: int = 50) -> bool:
+    """Tab-separated with a header: the first lines all have the same number (2 or more) of fields."""
+    first = [line for line in lines[: sample * 2] if line.strip()][:sample]
+    counts = {line.count("\t") for line in first}
+    return len(first) >= 2 and len(counts) == 1 and counts.pop() >= 1
+
+
+def _text_column(path: Path, rows: list[Row], column: str, aliases: Sequence[str]) -> list[Row]:
+    """The rows with their text under ``column``, taken from the first of ``column``/``aliases``
+    the table has; a table with none of them is refused, naming what it has."""
+    header = list(rows[0].values)
+    found = next((name for name in (column, *aliases) if name in header), None)
+    if found is None:
+        names = " or ".join(repr(name) for name in (column, *aliases))
+        raise DataError(
+            path,
+            None,
+            f"a table with columns {header} and no text column {names}: rename the column that holds "
+            "the texts, or give a file with one text a line",
+        )
+    texts = []
+    for row in rows:
+        if found not in row.values:
+            raise row.error(f"missing key {found!r}; found {sorted(row.values)}")
+        nonempty(row, found)
+        if found != column:
+            kinds = dict(row.json_types)
+            if found in kinds:
+                kinds[column] = kinds[found]
+            row = Row(row.path, row.line, {**row.values, column: row.values[found]}, kinds)
+        texts.append(row)
+    return texts
 
 
 def _csv_records(path: Path, text: str) -> Iterable[tuple[int, list[str]]]:
@@ -201,68 +239,6 @@ def _rows_from_records(
     return rows
 
 
-def _read_json_rows(path: Path, text: str, columns: Sequence[str]) -> list[Row]:
-    stripped = text.lstrip()
-    if stripped.startswith("["):  # a JSON list of objects (KLUE's layout)
-        try:
-            records = _json_list_records(text)
-        except json.JSONDecodeError as error:
-            raise DataError(path, error.lineno, f"invalid JSON: {error.msg}") from None
-    else:
-        records = []
-        for line, raw in enumerate(text.split("\n"), start=1):
-            if not raw.strip():
-                continue
-            try:
-                records.append((line, json.loads(raw)))
-            except json.JSONDecodeError as error:
-                raise DataError(path, line, f"invalid JSON line: {error.msg}") from None
-    rows = []
-    for index, (line, item) in enumerate(records):
-        where = line if line is not None else None
-        if not isinstance(item, dict):
-            raise DataError(path, where, f"expected a JSON object, found {type(item).__name__}")
-        missing = [name for name in columns if name not in item]
-        if missing:
-            label = f"line {line}" if line else f"record {index}"
-            raise DataError(path, where, f"{label} is missing key(s) {missing}; found {sorted(item)}")
-        values = {k: "" if v is None else str(v) for k, v in item.items()}
-        kinds = {k: _json_type(v) for k, v in item.items() if v is not None and not isinstance(v, str)}
-        rows.append(Row(str(path), line if line is not None else index + 1, values, kinds))
-    if not rows:
-        raise DataError(path, None, "no records")
-    return rows
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    return "number" if isinstance(value, int | float) else "array" if isinstance(value, list) else "object"
-
-
-def _json_list_records(text: str) -> list[tuple[int, Any]]:
-    """The items of a JSON list, each with the line its value starts on (for error messages)."""
-    decoder = json.JSONDecoder()
-    space = re.compile(r"\s*")
-    records: list[tuple[int, Any]] = []
-    position = space.match(text, text.index("[") + 1).end()
-    line, counted = 1, 0
-    if text.startswith("]", position):
-        return records
-    while True:
-        item, end = decoder.raw_decode(text, position)  # raises JSONDecodeError with lineno
-        line += text.count("\n", counted, position)
-        counted = position
-        records.append((line, item))
-        position = space.match(text, end).end()
-        if text.startswith(",", position):
-            position = space.match(text, position + 1).end()
-        elif text.startswith("]", position) and not text[position + 1 :].strip():
-            return records
-        else:
-            raise json.JSONDecodeError("expected ',' or a final ']'", text, position)
-
-
 def require_files(
     paths: Sequence[Path], download: Callable[[], None] | None, corpus: str, force: bool = False
 ) -> None:
@@ -281,17 +257,25 @@ def require_files(
         return
     if missing:
         logger.info("%s: %s missing, downloading", corpus, ", ".join(str(p) for p in missing))
-        what, advice = "file not found and the", "Put the corpus files there by hand."
+        folder = missing[0].parent
+        what = "file not found and the"
+        advice = (
+            f"Copy the corpus's files ({', '.join(p.name for p in paths)}) into {folder}, or point "
+            f"{spell('downstream_corpus_root_dir')} at a folder that has them in {folder.name}/ "
+            f"({OFFLINE_SECTION})."
+        )
     else:
         logger.info("%s: force_download, downloading again", corpus)
-        what, advice = "force_download: the", "The files in place are kept: run without force_download."
+        what = "force_download: the"
+        advice = f"The files in place are kept: run without {spell('force_download', True)}."
     try:
         download()
     except Exception as error:  # network errors come in many types; all mean the same here
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
         raise DataError(
             (missing or paths)[0],
             None,
-            f"{what} download of {corpus!r} failed ({type(error).__name__}: {error}). Offline? {advice}",
+            f"{what} download of {corpus!r} failed ({type(error).__name__}: {reason}). Offline? {advice}",
         ) from error
     still = [p for p in paths if not p.is_file()]
     if still:

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from nlpbook.arguments import TrainArguments
+from nlpbook.console import quiet_transformers
 from nlpbook.errors import ExportError
 from nlpbook.tasks import Task, get_task
 
@@ -51,8 +52,9 @@ def write_export(
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
     try:
         model.config.update(task.head_config(label_names))
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
+        with quiet_transformers():
+            model.save_pretrained(staging)
+        _save_tokenizer(tokenizer, staging, args.max_seq_length)
         meta = {
             "task": task.name,
             "label_names": label_names,
@@ -67,6 +69,18 @@ def write_export(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return destination
+
+
+def _save_tokenizer(tokenizer: Any, folder: Path, max_seq_length: int) -> None:
+    """Saved with ``model_max_length = max_seq_length``, so plain transformers (``pipeline(...,
+    truncation=True)``) cuts inputs where training and ``nlpbook.predict`` did, not at the model's
+    300 positions (kcbert-base), past which it crashed."""
+    kept = tokenizer.model_max_length
+    tokenizer.model_max_length = max_seq_length
+    try:
+        tokenizer.save_pretrained(folder)
+    finally:
+        tokenizer.model_max_length = kept
 
 
 def _replace_dir(new: Path, destination: Path) -> None:
@@ -113,7 +127,8 @@ def read_export(path: str | Path, device: str | None = None) -> Export:
     meta = read_meta(path)
     path = find_export(path)
     task = get_task(meta["task"])
-    model = task.head.model_class().from_pretrained(path)
+    with quiet_transformers():
+        model = task.head.model_class().from_pretrained(path)
     if device:
         model.to(device)
     model.eval()

@@ -20,7 +20,7 @@ import torch
 
 from nlpbook.arguments import TrainArguments
 from nlpbook.data import LengthGroupedSampler
-from nlpbook.errors import NonFiniteLossError
+from nlpbook.errors import NonFiniteLossError, spell
 from nlpbook.inference import output_rows
 from nlpbook.logs import START_STEP_FILE
 from nlpbook.schedule import LinearSchedule
@@ -63,9 +63,9 @@ class TaskModule(pl.LightningModule):
         loss = output.loss
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
-                f"loss became {loss.item()} at global step {self.global_step}: lower --learning_rate, "
-                "use --precision bf16-mixed instead of fp16, or check the data; "
-                "the last checkpoint in downstream_model_dir is left as it was"
+                f"loss became {loss.item()} at global step {self.global_step}: lower "
+                f"{spell('learning_rate')}, use {spell('precision', 'bf16-mixed')} instead of fp16, or "
+                f"check the data; the last checkpoint in {spell('downstream_model_dir')} is left as it was"
             )
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         for name, value in self.task.train_metrics(self.task.outputs(output).detach(), batch).items():

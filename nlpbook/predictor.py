@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 import torch
 
-from nlpbook.errors import ArgumentError
+from nlpbook.errors import ArgumentError, spell
 from nlpbook.export import Export, read_export
 from nlpbook.inference import autocast_dtype, resolve_device, run_model
 
@@ -147,6 +147,7 @@ class Predictor:
         Each chunk is length-sorted into batches, so a chunk much larger than ``batch_size``
         keeps padding low while memory stays bounded by the chunk, not the file.
         """
+        _check_chunk_size(chunk_size)
         iterator = iter(examples)
         while chunk := list(itertools.islice(iterator, chunk_size)):
             yield from self.predict_examples(chunk)
@@ -167,12 +168,16 @@ class Predictor:
         goes to a temp file beside ``output`` and is renamed when complete; ``None`` writes to
         stdout. Each line also carries ``"line"``, the input line it came from.
         """
-        from tqdm.auto import tqdm
+        # Plain tqdm on stderr: tqdm.auto prints "IProgress not found" in a notebook without ipywidgets.
+        from tqdm import tqdm
 
         source = Path(input).expanduser()
         target = Path(output).expanduser() if output is not None else None
+        _check_chunk_size(chunk_size)
         if target is not None and target.resolve() == source.resolve():
-            raise ArgumentError(f"--output {target} is the input file; choose another path")
+            raise ArgumentError(f"{spell('output')} {target} is the input file; choose another path")
+        if target is not None and target.is_dir():
+            raise ArgumentError(f"{spell('output')} {target} is a folder; give a file: predictions.jsonl")
         started = time.perf_counter()
         examples = self.task.examples_from_file(str(source))
         count = truncated = 0
@@ -200,6 +205,11 @@ class Predictor:
             f" -> {target}" if target else "",
         )
         return summary
+
+
+def _check_chunk_size(chunk_size: int) -> None:
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ArgumentError(f"{spell('chunk_size')} must be an int of at least 1, got {chunk_size!r}")
 
 
 def _warn_truncated(truncated: int, total: int, max_seq_length: int) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from nlpbook.arguments import TrainArguments
 from nlpbook.checkpoints import LAST_CHECKPOINT, TEMP_MARK
-from nlpbook.errors import ArgumentError
+from nlpbook.errors import ArgumentError, spell
 
 __all__ = [
     "run_lock",
@@ -159,8 +159,8 @@ def check_run_dir(args: TrainArguments) -> Path | None:
             if earlier:
                 raise ArgumentError(
                     f"{folder} holds an earlier run ({', '.join(earlier[:4])}) but no {LAST_CHECKPOINT} "
-                    "to resume from (deleted?); start over in it with overwrite_model_dir=True, "
-                    "or choose another downstream_model_dir"
+                    f"to resume from (deleted?); start over in it with {spell('overwrite_model_dir', True)}, "
+                    f"or choose another {spell('downstream_model_dir')}"
                 )
             logger.info("resume: no %s in %s yet, starting from step 0", LAST_CHECKPOINT, folder)
             return None
@@ -170,9 +170,9 @@ def check_run_dir(args: TrainArguments) -> Path | None:
         return None
     if not args.overwrite_model_dir:
         raise ArgumentError(
-            f"{folder} already holds a run ({', '.join(earlier[:4])}); continue it with resume=True, "
-            "start over with overwrite_model_dir=True (deletes its checkpoints, logs and export), "
-            "or choose another downstream_model_dir"
+            f"{folder} already holds a run ({', '.join(earlier[:4])}); continue it with "
+            f"{spell('resume', True)}, start over with {spell('overwrite_model_dir', True)} (deletes its "
+            f"checkpoints, logs and export), or choose another {spell('downstream_model_dir')}"
         )
     for name in earlier:
         path = folder / name
@@ -194,9 +194,9 @@ def _check_same_run(args: TrainArguments) -> None:
     if changed:
         listed = "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
         raise ArgumentError(
-            f"resume=True with arguments that change the run in {args.model_dir}: {listed}. Resume with "
-            f"the run's own values (see its {ARGUMENTS_FILE}), or start a new run in another "
-            "downstream_model_dir"
+            f"{spell('resume', True)} with arguments that change the run in {args.model_dir}: {listed}. "
+            f"Resume with the run's own values (see its {ARGUMENTS_FILE}), or start a new run in another "
+            f"{spell('downstream_model_dir')}"
         )
 
 
@@ -216,7 +216,7 @@ def check_resumed_labels(args: TrainArguments, label_names: Sequence[str]) -> No
     saved = _saved_arguments(args.model_dir) if args.resume else None
     if saved is not None and "label_names" in saved and saved["label_names"] != list(label_names):
         raise ArgumentError(
-            f"resume=True, but the training data's labels {list(label_names)} are not the run's "
+            f"{spell('resume', True)}, but the training data's labels {list(label_names)} are not the run's "
             f"{saved['label_names']} (see {args.model_dir / ARGUMENTS_FILE}); resume with the run's "
             "data, or start a new run"
         )

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from nlpbook.corpus import DataError
+from nlpbook.errors import spell
 
 if TYPE_CHECKING:
     import numpy as np
@@ -118,9 +119,8 @@ class Task(ABC):
         if path is not None:
             return self.read_file(Path(path).expanduser(), args, split)
         if args.downstream_corpus_name == "custom":
-            raise DataError(
-                f"--{split}_file", None, "not given (needed with downstream_corpus_name='custom')"
-            )
+            custom = spell("downstream_corpus_name", "custom")
+            raise DataError(spell(f"{split}_file"), None, f"not given (needed with {custom})")
         return self.read_corpus(args, split)
 
     @abstractmethod

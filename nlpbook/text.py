@@ -150,8 +150,9 @@ class TextTask(Task):
         input fields (or their aliases, e.g. KorNLI's sentence1/sentence2); other columns, a label
         too, are ignored."""
         if not self.is_pair:
-            name = self.input_fields[0].name
-            return [TextExample(row.values[name], row=row) for row in read_text_rows(path, name)]
+            field = self.input_fields[0]
+            rows = read_text_rows(path, field.name, field.aliases)
+            return [TextExample(row.values[field.name], row=row) for row in rows]
         rows = read_table(Path(path), [])
         header = rows[0].values
         choices = [(f.name, *f.aliases) for f in self.input_fields]

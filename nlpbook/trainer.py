@@ -17,6 +17,7 @@ from pytorch_lightning.strategies.launchers.subprocess_script import _Subprocess
 
 from nlpbook.arguments import TrainArguments
 from nlpbook.checkpoints import LAST_CHECKPOINT, AtomicCheckpointIO, LastCheckpoint
+from nlpbook.progress import ProgressBar
 
 __all__ = ["build_trainer", "devices_and_accelerator"]
 
@@ -57,12 +58,15 @@ def build_trainer(args: TrainArguments, has_validation: bool = True) -> pl.Train
             save_last=False,  # LastCheckpoint owns last.ckpt
         ),
         LastCheckpoint(args.model_dir / LAST_CHECKPOINT, args.save_every_n_steps, args.save_every_n_minutes),
+        ProgressBar(),  # on stderr, "Epoch 1/3"
     ]
     if args.early_stopping_patience and has_validation:
         callbacks.append(EarlyStopping(monitor=metric, mode=mode, patience=args.early_stopping_patience))
     limits: dict[str, Any] = {}
     if args.test_mode:
         limits = {"limit_train_batches": 20, "limit_val_batches": 5, "max_epochs": 1}
+    if not has_validation:
+        limits["limit_val_batches"] = 0
     if args.val_check_interval is not None:
         interval = args.val_check_interval
         limits["val_check_interval"] = int(interval) if interval >= 1 else interval
@@ -84,7 +88,6 @@ def build_trainer(args: TrainArguments, has_validation: bool = True) -> pl.Train
         num_sanity_val_steps=0,
         deterministic=False,
         enable_model_summary=False,
-        limit_val_batches=limits.pop("limit_val_batches", 1.0 if has_validation else 0),
         # LengthGroupedSampler shards itself (TaskModule.setup); Lightning's distributed sampler
         # would re-shuffle it. Validation runs whole on every device, so metrics are exact.
         use_distributed_sampler=False,

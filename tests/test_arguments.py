@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +141,38 @@ def test_devices_map_onto_lightning(options, expected):
     assert (
         devices_and_accelerator(ClassificationTrainArguments(downstream_model_dir="x", **options)) == expected
     )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"batch_size": "32"}, "batch_size must be an int, got '32' (str)"),
+        ({"epochs": 1.5}, "epochs must be an int, got 1.5 (float)"),
+        ({"epochs": True}, "epochs must be an int, got True (bool)"),  # a bool is not a count
+        ({"learning_rate": float("inf")}, "learning_rate must be a finite float or int, got inf"),
+        ({"learning_rate": "5e-5"}, "learning_rate must be a finite float or int, got '5e-5' (str)"),
+        (
+            {"precision": "fp16"},
+            "precision must be one of '32-true', '16-mixed', 'bf16-mixed', 'bf16-true' or None",
+        ),
+        ({"accelerator": "tpuu"}, "accelerator must be one of 'auto', 'cpu'"),
+        ({"fp16": 1}, "fp16 must be a bool (True or False), got 1 (int)"),
+        ({"devices": 2}, "devices must be a str, got 2 (int)"),
+        ({"max_train_samples": 1.0}, "max_train_samples must be an int or None, got 1.0 (float)"),
+    ],
+)
+def test_every_field_type_is_checked_at_construction(values, message):
+    with pytest.raises(ArgumentError) as error:
+        ClassificationTrainArguments(downstream_model_dir="x", **values)
+    assert error.value.problems == [message] or message in error.value.problems[0]
+
+
+def test_paths_and_numpy_numbers_are_stored_as_plain_values():
+    import numpy as np
+
+    args = ClassificationTrainArguments(
+        downstream_model_dir=Path("runs") / "x", batch_size=np.int64(8), learning_rate=1, seed=None
+    )
+    assert args.downstream_model_dir == str(Path("runs") / "x")
+    assert type(args.batch_size) is int and type(args.learning_rate) is float and args.seed is None
+    assert json.loads(json.dumps(args.to_dict()))["batch_size"] == 8  # train_args.json stays plain JSON

@@ -10,25 +10,34 @@ from __future__ import annotations
 
 import ast
 import json
-import random
+import re
 import socket
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_tsv
-from tiny_bert import FILLER, NAMES, PLACES, toy_sentiment
+from notebook_cases import CASES, SHOWN
+from test_first_hour import NOISE
 
 nbformat = pytest.importorskip("nbformat", reason="the notebook tests need the dev extras")
 nbclient = pytest.importorskip("nbclient", reason="the notebook tests need the dev extras")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+README = NOTEBOOKS.parent / "README.md"
+OWNER_PLACEHOLDER = "YOUR_GITHUB_OWNER"
 RESULT_MARKER = "NLPBOOK-NOTEBOOK-RESULT "
 CELL_TIMEOUT_S = 300
 # What a notebook may import from nlpbook: the package itself and the book's task modules.
-PUBLIC_MODULES = {"nlpbook", "nlpbook.classification", "nlpbook.paircls", "nlpbook.ner", "nlpbook.logs"}
+PUBLIC_MODULES = {
+    "nlpbook",
+    "nlpbook.classification",
+    "nlpbook.paircls",
+    "nlpbook.ner",
+    "nlpbook.qa",
+    "nlpbook.sts",
+    "nlpbook.logs",
+}
 
 RESULT_CELL = f"""
 import json as _json
@@ -39,6 +48,7 @@ print({RESULT_MARKER!r} + _json.dumps(
         "steps_before": steps_before,
         "steps_after": steps_after,
         "demo": globals().get("demo_response"),
+        "evaluation_kept": (__import__("pathlib").Path(export_dir) / "evaluation.json").is_file(),
     }},
     ensure_ascii=False,
     default=str,
@@ -121,10 +131,11 @@ def execute(path: Path, overrides: dict[str, Any], workdir: Path) -> dict[str, A
         nbformat.write(notebook, executed)
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     images = sum("image/png" in output.get("data", {}) for output in outputs)
+    streams = "".join(output.get("text", "") for output in outputs if output.get("output_type") == "stream")
     for output in notebook.cells[-1].get("outputs", []):
         for line in output.get("text", "").splitlines():
             if line.startswith(RESULT_MARKER):
-                return {**json.loads(line[len(RESULT_MARKER) :]), "images": images}
+                return {**json.loads(line[len(RESULT_MARKER) :]), "images": images, "streams": streams}
     raise AssertionError(f"the result cell printed nothing; see {executed}")
 
 
@@ -132,74 +143,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-# --- per-notebook data and checks ----------------------------------------------------------------
-def classification_case(root: Path) -> dict[str, Any]:
-    for split, n, seed in (("train", 192, 1), ("test", 48, 2)):
-        rows = [(str(i), text, label) for i, (text, label) in enumerate(toy_sentiment(n, seed), start=1)]
-        write_tsv(root / "nsmc" / f"ratings_{split}.txt", ["id", "document", "label"], rows)
-    return {"downstream_corpus_name": "nsmc"}
-
-
-def paircls_case(root: Path) -> dict[str, Any]:
-    """KorNLI's layout; the label follows from the hypothesis's cue word, so it can be learnt."""
-    rng = random.Random(3)
-    rows = []
-    for text, _ in toy_sentiment(240, seed=3):
-        label = rng.choice(["entailment", "neutral", "contradiction"])
-        cue = {"entailment": "최고", "contradiction": "최악"}.get(label, rng.choice(FILLER))
-        rows.append((text, f"{rng.choice(FILLER)} {cue} {rng.choice(FILLER)}", label))
-    header = ["sentence1", "sentence2", "gold_label"]
-    write_tsv(root / "kornli" / "multinli.train.ko.tsv", header, rows[:100])
-    write_tsv(root / "kornli" / "snli_1.0_train.ko.tsv", header, rows[100:192])
-    write_tsv(root / "kornli" / "xnli.dev.ko.tsv", header, rows[192:])
-    return {"downstream_corpus_name": "kornli"}
-
-
-def ner_case(root: Path) -> dict[str, Any]:
-    """KLUE-NER's layout: one character and its BIO tag a line, ``##`` lines, blank between."""
-    rng = random.Random(4)
-    folder = root / "klue-ner"
-    folder.mkdir(parents=True)
-    for name, count in (("klue-ner-v1.1_train.tsv", 160), ("klue-ner-v1.1_dev.tsv", 40)):
-        blocks = []
-        for index in range(count):
-            person, place = rng.choice(NAMES), rng.choice(PLACES)
-            parts = [(person, "PS"), ("은 ", None), (place, "LC"), (f"에서 {rng.choice(FILLER)}", None)]
-            annotated = "".join(f"<{text}:{kind}>" if kind else text for text, kind in parts)
-            lines = [f"## toy_{index}\t{annotated}"]
-            for text, kind in parts:
-                for position, char in enumerate(text):
-                    tag = f"{'B' if position == 0 else 'I'}-{kind}" if kind else "O"
-                    lines.append(f"{char}\t{tag}")
-            blocks.append("\n".join(lines))
-        (folder / name).write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
-    return {"downstream_corpus_name": "klue-ner"}
-
-
-def check_labelled(predictions: list[dict[str, Any]]) -> None:
-    for prediction in predictions:
-        probabilities = prediction["probabilities"]
-        assert prediction["label"] in probabilities
-        assert abs(sum(probabilities.values()) - 1) < 1e-4
-        assert probabilities[prediction["label"]] == max(probabilities.values())
-
-
-def check_entities(predictions: list[dict[str, Any]]) -> None:
-    for prediction in predictions:
-        assert isinstance(prediction["entities"], list)
-        for entity in prediction["entities"]:
-            assert prediction["text"][entity["start"] : entity["end"]] == entity["word"]
-            assert entity["type"]
-    assert any(prediction["entities"] for prediction in predictions), "no entity found in any sentence"
-
-
-CASES: dict[str, tuple[Callable[[Path], dict[str, Any]], Callable[[list[dict[str, Any]]], None]]] = {
-    "classification": (classification_case, check_labelled),
-    "paircls": (paircls_case, check_labelled),
-    "ner": (ner_case, check_entities),
-}
 
 
 def test_every_notebook_has_a_case() -> None:
@@ -227,6 +170,60 @@ def test_notebook_is_committed_clean(path: Path) -> None:
                 for alias in node.names:
                     if alias.name.startswith("nlpbook"):
                         assert alias.name in PUBLIC_MODULES, f"{path.name} imports internal {alias.name}"
+
+
+def install_cell(notebook: Any) -> Any:
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    cells = [cell for cell in code if re.search(r"^\s*%pip install", cell.source, re.MULTILINE)]
+    assert len(cells) == 1, "expected one install cell"
+    return cells[0]
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda path: path.stem)
+def test_install_cell_uses_the_github_owner_parameter(path: Path) -> None:
+    """The owner is one parameter: the install cell reads it, and stops in one line while it is
+    still the placeholder (no one can know where this repository will be published)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    notebook = nbformat.read(path, as_version=4)
+    parameters = notebook.cells[parameters_index(notebook)].source
+    assert f'GITHUB_OWNER = "{OWNER_PLACEHOLDER}"' in parameters
+    cell = install_cell(notebook)
+    assert "git+https://github.com/{GITHUB_OWNER}/nlpbook" in cell.source
+    assert "github.com/ORG" not in cell.source
+    code = TransformerManager().transform_cell(cell.source)
+    magics: list[str] = []
+    shell = type("Shell", (), {"run_line_magic": lambda self, name, line: magics.append(f"{name} {line}")})()
+    namespace: dict[str, Any] = {
+        "INSTALL": True,
+        "GITHUB_OWNER": OWNER_PLACEHOLDER,
+        "get_ipython": lambda: shell,
+    }
+    with pytest.raises(Exception, match="set GITHUB_OWNER in the Parameters cell") as stopped:
+        exec(code, namespace)
+    assert stopped.value._render_traceback_() == [f"NotSetUp: {stopped.value}"]  # one line, no traceback
+    assert magics == []
+    exec(code, {**namespace, "GITHUB_OWNER": "someone"})
+    assert magics == [
+        'pip install --quiet "nlpbook[notebook] @ git+https://github.com/{GITHUB_OWNER}/nlpbook"'
+    ]
+
+
+def test_every_link_names_one_owner() -> None:
+    """Markdown cannot read a variable: the Colab badges and install lines in the README, the docs
+    and the notebooks spell the owner out, all as the notebooks' GITHUB_OWNER placeholder, so
+    publishing means replacing one string everywhere."""
+    texts = [README.read_text(encoding="utf-8")]
+    texts += [path.read_text(encoding="utf-8") for path in sorted((README.parent / "docs").glob("*.md"))]
+    texts += [
+        "".join(cell.source for cell in nbformat.read(path, as_version=4).cells) for path in notebook_paths()
+    ]
+    owners = {owner for text in texts for owner in re.findall(r"github(?:\.com)?/([\w{}-]+)/nlpbook", text)}
+    assert owners == {OWNER_PLACEHOLDER, "{GITHUB_OWNER}"}
+    badges = re.findall(
+        r"colab\.research\.google\.com/github/[^/]+/nlpbook/blob/main/notebooks/(\w+)\.ipynb", texts[0]
+    )
+    assert sorted(badges) == sorted(path.stem for path in notebook_paths())  # README links every notebook
 
 
 def test_injection_goes_after_parameters_and_refuses_unknown_names() -> None:
@@ -281,4 +278,9 @@ def test_notebook_runs_top_to_bottom(
     assert result["demo"], "the web demo answered nothing"
     check_predictions([result["demo"]])
     assert result["steps_after"] > result["steps_before"], "resume did not continue training"
+    assert result["evaluation_kept"], "the resume cell left the export without evaluation.json"
     assert result["images"] >= 1, "the evaluate section drew no picture"
+    for shown in [*SHOWN.get(path.stem, []), "nlpbook: trained 2 epoch(s)", "nlpbook: trained 3 epoch(s)"]:
+        assert shown in result["streams"], f"{shown!r} not in the notebook's output"
+    for noise in NOISE:
+        assert noise not in result["streams"], f"{noise!r} in the notebook's output"

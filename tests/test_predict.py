@@ -149,7 +149,7 @@ def test_txt_blank_lines_are_counted(
     ("name", "content", "message"),
     [
         ("latin1.txt", "좋다\n".encode() + "café\n".encode("latin-1"), r"latin1.txt:2: not valid UTF-8"),
-        ("columns.tsv", "document\tlabel\n좋다\t1\n".encode(), r"missing column\(s\) \['text'\]"),
+        ("columns.tsv", "review\tlabel\n좋다\t1\n".encode(), r"no text column 'text' or 'document'"),
         ("empty_text.tsv", "id\ttext\n1\t좋다\n2\t \n".encode(), r"empty_text.tsv:3: column 'text' is empty"),
         ("bad.jsonl", '{"text": "좋다"}\n{"text": \n'.encode(), r"bad.jsonl:2: invalid JSON"),
     ],
@@ -268,3 +268,70 @@ def test_ner_inputs_api_and_file(tiny_bert: Path, tmp_path: Path) -> None:
     out = tmp_path / "tags.jsonl"
     assert tagger.predict_file(source, out, progress=False).examples == 2
     assert [json.loads(line)["line"] for line in out.read_text(encoding="utf-8").splitlines()] == [1, 2]
+
+
+def test_nsmc_own_file_is_read_by_its_document_column(predictor: Predictor, tmp_path: Path) -> None:
+    """NSMC's ratings_test.txt is a table (id, document, label) with a .txt name: read line by line,
+    its header and ids would be classified as reviews."""
+    rows = [(str(i), text, label) for i, (text, label) in enumerate(toy_sentiment(6, seed=4), start=1)]
+    source = write_tsv(tmp_path / "ratings_test.txt", ["id", "document", "label"], rows)
+    out = tmp_path / "out.jsonl"
+    assert predictor.predict_file(source, out, progress=False).examples == 6
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [(r["text"], r["line"]) for r in lines] == [
+        (text, n + 1) for n, (_, text, _) in enumerate(rows, 1)
+    ]
+
+
+def test_a_txt_table_without_its_text_column_is_refused(predictor: Predictor, tmp_path: Path) -> None:
+    source = write_tsv(tmp_path / "reviews.txt", ["id", "review"], [("1", "좋다"), ("2", "싫다")])
+    with pytest.raises(
+        DataError, match=r"columns \['id', 'review'\] and no text column 'text' or 'document'"
+    ):
+        predictor.predict_file(source, tmp_path / "out.jsonl", progress=False)
+    plain = tmp_path / "plain.txt"  # one text a line, no tabs: each line is a text
+    plain.write_text("좋다\n싫다\n", encoding="utf-8")
+    assert predictor.predict_file(plain, tmp_path / "out.jsonl", progress=False).examples == 2
+
+
+def test_predict_file_refuses_chunk_size_0_and_a_folder(predictor: Predictor, tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("좋다\n", encoding="utf-8")
+    with pytest.raises(ArgumentError, match="chunk_size must be an int of at least 1, got 0"):
+        predictor.predict_file(source, tmp_path / "out.jsonl", chunk_size=0, progress=False)
+    with pytest.raises(ArgumentError, match="output .* is a folder"):
+        predictor.predict_file(source, tmp_path, progress=False)
+
+
+def test_plain_transformers_pipeline_truncates_like_predict(export_dir: Path, predictor: Predictor) -> None:
+    """The export's tokenizer is saved with model_max_length = max_seq_length (32), not the model's
+    128 positions: pipeline(..., truncation=True) cuts where training and nlpbook.predict did."""
+    from transformers import pipeline
+
+    config = json.loads((export_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert config["model_max_length"] == 32
+    classify = pipeline(
+        "text-classification", model=str(export_dir), device="cpu", truncation=True, top_k=None
+    )
+    scores = {item["label"]: item["score"] for item in classify([LONG])[0]}
+    ours = predictor(LONG)["probabilities"]
+    assert scores.keys() == ours.keys()
+    assert all(abs(scores[label] - ours[label]) < 1e-4 for label in ours)
+
+
+def test_a_closed_pipe_ends_predict_quietly(export_dir: Path, tmp_path: Path) -> None:
+    """`nlpbook predict ... | head -1`: the reader goes away; no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    source = tmp_path / "many.txt"
+    source.write_text("정말 최고 영화\n" * 20000, encoding="utf-8")
+    command = [sys.executable, "-m", "nlpbook.cli", "-q", "predict", "--model_dir", str(export_dir),
+               "--input", str(source), "--no_progress"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = process.stdout.readline()
+    process.stdout.close()  # what head does after its first line
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 141, stderr
+    assert json.loads(first)["line"] == 1
+    assert stderr == ""

@@ -39,7 +39,8 @@ class ClassificationTrainArguments(TrainArguments):
 class ClassificationTask(TextClassificationTask):
     name = "classification"
     arguments_class = ClassificationTrainArguments
-    input_fields = (InputField("text", "문장 (text)", "예: 정말 재미있는 영화였다"),)
+    # NSMC's own files name the text column "document": predict reads them as they are.
+    input_fields = (InputField("text", "문장 (text)", "예: 정말 재미있는 영화였다", aliases=("document",)),)
 
     def file_columns(self, args: Any) -> tuple[list[str], str]:
         return [args.text_column], args.label_column
@@ -48,8 +49,8 @@ class ClassificationTask(TextClassificationTask):
         """NSMC from ``<root>/nsmc/ratings_{train,test}.txt``, downloaded through Korpora when missing."""
         folder = args.corpus_root / "nsmc"
         path = folder / f"ratings_{split}.txt"
-        paths = [folder / "ratings_train.txt", folder / "ratings_test.txt"]
-        require_files(paths, lambda: korpora_fetch("nsmc", args.corpus_root), "nsmc", args.force_download)
+        # Only this split's file: evaluate must not download the training file it does not read.
+        require_files([path], lambda: korpora_fetch("nsmc", args.corpus_root), "nsmc", args.force_download)
         examples, empty = [], []
         for row in read_table(path, ["id", "document", "label"]):
             label = row.values["label"].strip()

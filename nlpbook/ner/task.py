@@ -74,13 +74,13 @@ class NERTask(Task):
     def read_corpus(self, args: NERTrainArguments, split: Split) -> list[NERExample]:
         corpus = args.downstream_corpus_name
         fmt, train, test = CORPORA[corpus]
-        paths = corpus_files(args)
+        folder = args.corpus_root / corpus
+        paths = [folder / (train if split == "train" else test)]  # evaluate reads no training file
         download = (
             (lambda: korpora_fetch(corpus, args.corpus_root)) if corpus == "naver_changwon_ner" else None
         )
         require_files(paths, download, corpus, args.force_download)
-        folder = args.corpus_root / corpus
-        examples = read_ner_file(folder / (train if split == "train" else test), fmt, args.repair_tags)  # type: ignore[arg-type]
+        examples = read_ner_file(paths[0], fmt, args.repair_tags)  # type: ignore[arg-type]
         if corpus == "naver_changwon_ner":
             held_out = split == "test"
             examples = [

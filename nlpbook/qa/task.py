@@ -106,7 +106,7 @@ class QATask(Task):
     def read_corpus(self, args: Any, split: Split) -> list[QAExample]:
         """KorQuAD 1.0 from ``<root>/korquad/``, downloaded from korquad.github.io when missing."""
         folder = args.corpus_root / "korquad"
-        paths = [folder / name for name in KORQUAD_FILES.values()]
+        paths = [folder / KORQUAD_FILES[split]]  # only this split's: evaluate reads no training file
         require_files(paths, lambda: download_korquad(folder), "korquad", args.force_download)
         return self.read_file(folder / KORQUAD_FILES[split], args, split)
 

@@ -70,7 +70,7 @@ class STSTask(TextTask):
 
     def read_corpus(self, args: Any, split: Split) -> list[TextExample]:
         folder = args.corpus_root / "korsts"
-        paths = [folder / name for name in KORSTS_FILES.values()]
+        paths = [folder / KORSTS_FILES[split]]  # only this split's: evaluate reads no training file
         require_files(paths, lambda: korpora_fetch("korsts", args.corpus_root), "korsts", args.force_download)
         rows = read_table(folder / KORSTS_FILES[split], KORSTS_COLUMNS)
         return [self.example_from_row(row, ["sentence1", "sentence2"], "score") for row in rows]

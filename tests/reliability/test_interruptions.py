@@ -201,7 +201,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_state(
         return tokenizer, model
 
     monkeypatch.setattr(commands, "load_pretrained", poisoned)
-    with pytest.raises(NonFiniteLossError, match="loss became nan at global step 9: lower --learning_rate"):
+    with pytest.raises(NonFiniteLossError, match="loss became nan at global step 9: lower learning_rate"):
         nlpbook.train(args)
     monkeypatch.undo()
     state = checkpoint(args.model_dir / "last.ckpt")

@@ -93,7 +93,7 @@ def test_a_signal_mid_window_stops_at_the_next_step_with_a_checkpoint(
         nlpbook.train(args)
     monkeypatch.undo()
     assert stopped.value.exit_code == code and stopped.value.step == 8
-    assert "--resume" in str(stopped.value) and "resume=True" in str(stopped.value)
+    assert "continue it with resume=True, nothing is lost" in str(stopped.value)
     state = torch.load(args.model_dir / "last.ckpt", map_location="cpu", weights_only=False)
     assert state["global_step"] == 8 and state["nlpbook_position"] == {"epoch": 1, "batches": 4}
     assert (
@@ -160,3 +160,17 @@ def test_a_resume_cannot_change_the_run_but_may_extend_it(tiny_bert, data, tmp_p
     assert (args.model_dir / "train_args.json").read_text(encoding="utf-8") == original
     record = json.loads((args.model_dir / "resumes.jsonl").read_text(encoding="utf-8").splitlines()[-1])
     assert record["changed"] == {"max_steps": [2, 4], "save_every_n_steps": [None, 1]}
+
+
+def test_the_command_line_says_how_to_resume_in_one_line(
+    tiny_bert, data, tmp_path, monkeypatch, caplog
+) -> None:
+    from nlpbook.cli import main
+
+    interrupt_at(monkeypatch, 2, 0, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    options = {"pretrained_model_name": tiny_bert, **data, **RUN, "downstream_model_dir": tmp_path / "run"}
+    argv = [item for key, value in options.items() if value is not None for item in (f"--{key}", str(value))]
+    assert main(["train", "classification", *argv]) == 143
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and "\n" not in errors[0] and "stopped by SIGTERM at step 3" in errors[0], errors
+    assert "continue it with --resume, nothing is lost" in errors[0]
