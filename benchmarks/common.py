@@ -154,10 +154,11 @@ def compare(
     return best
 
 
-def save_small_bert(folder: Path, model_class: Any, num_labels: int) -> Path:
+def save_small_bert(folder: Path, model_class: Any, num_labels: int, **overrides: Any) -> Path:
     """A folder that looks like a hub model (weights + kcbert tokenizer): ``nlpbook.train`` loads it
-    through the same ``pretrained_model_name`` path a user's ``beomi/kcbert-base`` takes."""
-    small_bert(model_class, num_labels=num_labels).save_pretrained(folder)
+    through the same ``pretrained_model_name`` path a user's ``beomi/kcbert-base`` takes.
+    ``overrides`` change ``SMALL_BERT``'s sizes."""
+    small_bert(model_class, num_labels=num_labels, **overrides).save_pretrained(folder)
     kcbert_tokenizer().save_pretrained(folder)
     return folder
 
