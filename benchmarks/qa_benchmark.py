@@ -1,6 +1,6 @@
 """KorQuAD question answering: a bounded baseline beside Hugging Face's QA recipe, and prediction speed.
 
-    python benchmarks/qa_benchmark.py [--max_steps 150] [--layers 2] [--hidden 128] ...
+    python benchmarks/qa_benchmark.py [--max_steps 300] [--layers 2] [--hidden 128] [--threads 1] ...
 
 Run by hand (not in CI); needs the shared data (``../shared/data``). Data: the official KorQuAD 1.0
 dev file, split at run time by article (``--train_articles :100``, ``--test_articles 100:``: 140
@@ -27,7 +27,10 @@ pretrained weights offline), saved once with the kcbert tokenizer; both sides st
    post-processing, one question at a time) on ``--agree_questions`` held-out questions, spread
    over all articles; how many spans equal nlpbook's predictions.
 
-Timings are wall clock on whatever the machine is doing: run both sides in one process, as here.
+Timings are wall clock, with the process's CPU seconds beside them (steadier on a shared machine);
+both sides run in one process. On a machine shared with other jobs pass ``--threads 1``: with two
+torch threads each step waits on the other, preempted, thread (measured here with ~7 runnable
+processes on 2 cores: 2.3-3.0 s per training step with two threads, 0.6-0.8 s with one).
 """
 
 from __future__ import annotations
@@ -38,8 +41,6 @@ import dataclasses
 import logging
 import sys
 import tempfile
-import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -47,7 +48,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import hf_qa_recipe as hf  # noqa: E402
-from common import SHARED_DATA, kcbert_tokenizer, save_small_bert  # noqa: E402
+from common import SHARED_DATA, Clock, kcbert_tokenizer, save_small_bert  # noqa: E402
 from hf_qa_reference import hf_answer  # noqa: E402
 
 import nlpbook  # noqa: E402
@@ -62,46 +63,6 @@ from nlpbook.qa.squad import parse_articles, read_squad  # noqa: E402
 from nlpbook.qa.task import TASK  # noqa: E402
 
 KORQUAD = SHARED_DATA / "korquad" / "KorQuAD_v1.0_dev.json"
-
-
-class Clock:
-    """Wall and process CPU seconds of a block: on a shared machine CPU seconds vary less."""
-
-    def __enter__(self) -> Clock:
-        self.wall, self.cpu = -time.perf_counter(), -time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall += time.perf_counter()
-        self.cpu += time.process_time()
-
-    def __str__(self) -> str:
-        return f"{self.wall:.0f}s ({self.cpu:.0f}s cpu)"
-
-
-def long_questions(examples, tokenizer, limit: int) -> int:
-    """Questions over ``max_query_length`` sub-tokens: nlpbook cuts them, run_qa does not."""
-    lengths = tokenizer([e.question for e in examples], add_special_tokens=False)["input_ids"]
-    return sum(len(ids) > limit for ids in lengths)
-
-
-def check_windows(ours: list[dict], theirs: list[dict], labelled: bool) -> str:
-    """How many questions get the same windows (token ids, and labels when training) on both sides."""
-
-    def by_question(features: list[dict]) -> dict[int, list[tuple]]:
-        grouped = defaultdict(list)
-        for f in features:
-            ids = f["input_ids"][: sum(f["attention_mask"])] if "attention_mask" in f else f["input_ids"]
-            labels = (f["start_positions"], f["end_positions"]) if labelled else ()
-            grouped[f["example_index"]].append((ids, labels))
-        return grouped
-
-    mine, other = by_question(ours), by_question(theirs)
-    same_ids = sum([w[0] for w in mine[q]] == [w[0] for w in other[q]] for q in mine)
-    text = f"{len(ours)} vs {len(theirs)} windows; same windows for {same_ids}/{len(mine)} questions"
-    if labelled:
-        text += f", same windows and labels for {sum(mine[q] == other[q] for q in mine)}"
-    return text
 
 
 def training_log(model_dir: Path) -> tuple[list[float], list[float]]:
@@ -178,8 +139,8 @@ def run_hf(options, base: Path, folder: Path, tokenizer, examples, our_features)
         ("train split:", our_features[0], train_features, True, examples[0]),
         ("test split: ", our_features[1], test_features, False, examples[1]),
     ):
-        long = long_questions(questions, tokenizer, options.max_query_length)
-        print(name, check_windows(ours, theirs, labelled), f"({long} questions over max_query_length)")
+        long = hf.long_questions(questions, tokenizer, options.max_query_length)
+        print(name, hf.compare_windows(ours, theirs, labelled), f"({long} questions over max_query_length)")
     golds = {e["id"]: e["answers"]["text"] for e in test_examples}
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     # The same logits through nlpbook's decoding: separates training parity from decoding.
@@ -324,7 +285,7 @@ def main() -> None:
     add("--test_articles", default="100:", help="articles to evaluate and predict on")
     add("--layers", type=int, default=2)
     add("--hidden", type=int, default=128, help="hidden size (heads of 64, feed-forward 4 x hidden)")
-    add("--max_steps", type=int, default=150, help="optimizer steps per side (-1: --epochs whole epochs)")
+    add("--max_steps", type=int, default=300, help="optimizer steps per side (-1: --epochs whole epochs)")
     add("--epochs", type=int, default=1)
     add("--batch_size", type=int, default=32)
     add("--eval_batch_size", type=int, default=64, help="evaluation and prediction batch size, both sides")
