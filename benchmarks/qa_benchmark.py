@@ -27,6 +27,21 @@ pretrained weights offline), saved once with the kcbert tokenizer; both sides st
    post-processing, one question at a time) on ``--agree_questions`` held-out questions, spread
    over all articles; how many spans equal nlpbook's predictions.
 
+Measured (defaults, ``--threads 1 --rounds 2``, 2 CPU cores shared with other jobs; 10.3 min wall,
+7.4 min CPU): both sides train 300 steps in the same time (nlpbook 202 s wall / 134 s CPU, HF 207 s
+/ 139 s) with the same learning rate at every step (largest difference 3e-11) to the same loss (last
+quarter 1.89 nlpbook, 1.93 HF) and score EM/F1 2.68/10.03 (nlpbook) and 1.86/9.82 (HF); with
+``--seed 8`` 1.92/9.58 and 2.56/9.74: the gap changes sign with the seed, it is noise (a random-init
+2 x 128 BERT after 300 steps is barely past its floor, EM 0 and F1 ~8 after 5 steps). Windows: the
+same for all questions up to max_query_length (3,986/4,055 train, 1,689/1,719 test; the rest are the
+69/30 longer questions), labels the same for 3,982 of 3,986 (see ``hf_qa_recipe.py``). Prediction:
+held-out windows are 94% tokens (mean 120.0 of 128), so per-batch padding gains nothing here: 69.9
+vs 69.6 questions/s (1.00; 1.11 in a noisier single-round run); same span for 1,719/1,719. HF recipe
+on the export: 299/300 same spans, the other one a question over max_query_length. On a barely
+trained model (5 steps) it differs more (8 of 40 questions): every such difference went away when
+both searched all start/end pairs, and the best pair was nlpbook's n-best answer each time, i.e.
+run_qa's top 20 over all 128 positions missed it.
+
 Timings are wall clock, with the process's CPU seconds beside them (steadier on a shared machine);
 both sides run in one process. On a machine shared with other jobs pass ``--threads 1``: with two
 torch threads each step waits on the other, preempted, thread (measured here with ~7 runnable
