@@ -46,6 +46,21 @@ def small_bert(model_class: Any, num_labels: int, seed: int = 0, **overrides: An
     return model_class.from_config(config)
 
 
+class Clock:
+    """Wall and process CPU seconds of a block: on a shared machine CPU seconds vary less."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = -time.perf_counter(), -time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter()
+        self.cpu += time.process_time()
+
+    def __str__(self) -> str:
+        return f"{self.wall:.1f}s ({self.cpu:.1f}s cpu)"
+
+
 def model_flops_per_token(model: torch.nn.Module) -> float:
     """6 x non-embedding parameters: the usual estimate of training FLOPs per token."""
     embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
@@ -154,10 +169,11 @@ def compare(
     return best
 
 
-def save_small_bert(folder: Path, model_class: Any, num_labels: int) -> Path:
+def save_small_bert(folder: Path, model_class: Any, num_labels: int, **overrides: Any) -> Path:
     """A folder that looks like a hub model (weights + kcbert tokenizer): ``nlpbook.train`` loads it
-    through the same ``pretrained_model_name`` path a user's ``beomi/kcbert-base`` takes."""
-    small_bert(model_class, num_labels=num_labels).save_pretrained(folder)
+    through the same ``pretrained_model_name`` path a user's ``beomi/kcbert-base`` takes.
+    ``overrides`` change ``SMALL_BERT``'s sizes."""
+    small_bert(model_class, num_labels=num_labels, **overrides).save_pretrained(folder)
     kcbert_tokenizer().save_pretrained(folder)
     return folder
 
