@@ -37,6 +37,7 @@ setup(
             "ipykernel>=6.29",
             "matplotlib>=3.8",
             "playwright>=1.44",
+            "accelerate>=1.1",  # Hugging Face Trainer needs it: benchmarks/vs_hf_trainer.py, sts_baseline.py
         ],
         "notebook": ["matplotlib>=3.8"],
     },
