@@ -335,6 +335,8 @@ def main() -> None:
 
     if options.flops_steps:
         training_flops(options)
+    if not options.repeats:
+        return
     ratio = compare_whole_runs(options)
     if ratio is None:
         print("ratio_vs_hf_trainer=nan (a side failed; see above)")

@@ -127,13 +127,13 @@ def _dynamic_int8(model: Any) -> Any:
     """``torch.ao.quantization.quantize_dynamic`` over ``nn.Linear``, on a copy of ``model``.
 
     Checked against torch 2.13, where ``torch.ao.quantization`` warns that it is deprecated in
-    favour of torchao's ``quantize_``. It is still the one that pays on CPU: measured on this
-    project's 2-core AVX2 machine (kcbert-base size, batch 64 x 24 tokens), ``quantize_dynamic``
-    ran 2.8x faster than float32, while torchao 0.18's ``Int8DynamicActivationInt8WeightConfig``
-    ran 30x *slower* than float32 in eager mode (its fast path needs ``torch.compile``, i.e. a C++
-    toolchain and a recompile per padded batch length). The warnings are for library authors, not
-    for the user who asked for int8, so they are silenced here; if a later torch removes the
-    module, int8 is refused with an error rather than skipped.
+    favour of torchao's ``quantize_``. It is still the one that pays on CPU: on this project's
+    2-core AVX2 machine (kcbert-base size, batches of 64) it ran 1.5-2.8x faster than float32
+    (a shared, noisy machine), while torchao 0.18's ``Int8DynamicActivationInt8WeightConfig`` ran
+    about 30x *slower* than float32 in eager mode (its fast CPU path needs ``torch.compile``: a
+    C++ toolchain at run time and a recompile per padded batch length). The warnings speak to
+    library authors, not to the user who asked for int8, so they are silenced here; if a later
+    torch removes the module, int8 is refused with an error rather than skipped.
     """
     try:
         from torch.ao.quantization import quantize_dynamic
