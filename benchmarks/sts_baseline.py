@@ -21,7 +21,9 @@ the task and a check that the two trainers agree, not what kcbert-base reaches.
 Both run in one process with the same torch threads; each side's wall time covers reading,
 training, validation, saving and the sts-test scoring. Runs from random weights differ in data
 order and dropout between the two trainers, so expect the two sides within a few hundredths of
-each other, not equal. The last line is ``pearson_gap=<nlpbook - HF>``.
+each other, not equal. Each side's sts-test MSE is printed beside the scores' variance: a side
+whose MSE is near the variance has only learnt the mean score (too few rows or epochs), and its
+correlations are noise. The last line is ``pearson_gap=<nlpbook - HF>``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import statistics
 import sys
 import tempfile
 import time
@@ -74,7 +77,7 @@ def run_nlpbook(model_dir: Path, out: Path, options: argparse.Namespace) -> dict
     )
     nlpbook.train(args)
     metrics = nlpbook.evaluate(STSTrainArguments(**{**vars(args), "test_file": str(KORSTS / "sts-test.tsv")}))
-    return {"pearson": metrics["pearson"], "spearman": metrics["spearman"], "examples": metrics["examples"]}
+    return {key: metrics[key] for key in ("pearson", "spearman", "mse", "examples")}
 
 
 class ListDataset(torch.utils.data.Dataset):
@@ -157,6 +160,7 @@ def run_hf(model_dir: Path, out: Path, options: argparse.Namespace) -> dict[str,
     return {
         "pearson": float(pearsonr(predicted, gold)[0]),
         "spearman": float(spearmanr(predicted, gold)[0]),
+        "mse": statistics.fmean((p - g) ** 2 for p, g in zip(predicted, gold, strict=True)),
         "examples": len(gold),
     }
 
@@ -197,8 +201,12 @@ def main() -> None:
     for name, r in results.items():
         print(
             f"{name:10s} sts-test ({r['examples']} pairs): Pearson {r['pearson']:.4f}  "
-            f"Spearman {r['spearman']:.4f}  wall {r['seconds']:.1f}s"
+            f"Spearman {r['spearman']:.4f}  MSE {r['mse']:.3f}  wall {r['seconds']:.1f}s"
         )
+    # A model that has only learnt the mean score has an MSE near the scores' variance; its
+    # correlations are then noise, and a gap between the two sides means nothing.
+    variance = statistics.pvariance([score for _, _, score in korsts_rows("sts-test.tsv")])
+    print(f"sts-test score variance {variance:.3f} (the MSE of always predicting the mean)")
     print(f"pearson_gap={results['nlpbook']['pearson'] - results['hf_trainer']['pearson']:+.4f}")
 
 
