@@ -37,7 +37,7 @@ setup(
             "ipykernel>=6.29",
             "matplotlib>=3.8",
             "playwright>=1.44",
-            "accelerate>=1.1",  # Hugging Face Trainer needs it: benchmarks/qa_benchmark.py
+            "accelerate>=1.1",  # Hugging Face Trainer needs it (the benchmarks that compare with it)
         ],
         "notebook": ["matplotlib>=3.8"],
     },

@@ -24,6 +24,7 @@ def serve(
     device: str | None = None,
     batch_size: int = 64,
     bf16: bool = False,
+    quantize: str | None = None,
     max_text_chars: int = 5000,
     max_batch_size: int = 64,
     allowed_hosts: Sequence[str] | None = None,
@@ -37,6 +38,9 @@ def serve(
     ``allowed_hosts``: names a request's ``Host`` header may carry besides 127.0.0.1, localhost
     and [::1] (``["*"]``: any). By default none on a loopback ``host`` (a web page that re-points
     its DNS name at 127.0.0.1 is refused), any on another ``host`` (the server is open anyway).
+
+    ``quantize="int8"``: serve a dynamically int8-quantized copy of the model (CPU only; see
+    ``Predictor``).
     """
     import uvicorn  # imported here so `import nlpbook` does not pay for the web stack
 
@@ -48,7 +52,7 @@ def serve(
     hosts = [*LOOPBACK_HOSTS, *allowed_hosts]
 
     predictor = Predictor.from_pretrained(
-        model_dir, device=device, batch_size=batch_size, dtype="bf16" if bf16 else None
+        model_dir, device=device, batch_size=batch_size, dtype="bf16" if bf16 else None, quantize=quantize
     )
     limits = Limits(max_text_chars=max_text_chars, max_batch_size=max_batch_size)
     app = create_app(predictor, limits, allowed_hosts=hosts)

@@ -1,0 +1,348 @@
+"""Whole training runs: ``nlpbook.train`` vs Hugging Face ``Trainer``, and training FLOP/s vs peak.
+
+    python benchmarks/vs_hf_trainer.py [--train_rows 3200] [--eval_rows 1000] [--repeats 3]
+        [--threads 2] [--precision fp32|bf16] [--flops_steps 20] [--flops_layers 12]
+
+1. Both sides train the same model folder (kcbert-base's vocab and config cut to 4 layers x 256,
+   random weights written with ``save_pretrained``) on the same first ``--train_rows`` NSMC
+   training rows for 1 epoch, batch 32, and score the first ``--eval_rows`` NSMC test rows at the
+   end, with the same torch threads, in one process. Runs alternate (HF, nlpbook, HF, ...);
+   each side's median wall time of ``--repeats`` runs is kept. Each run is timed whole, from
+   reading the rows to the model written on disk:
+
+   - nlpbook: one ``nlpbook.train(ClassificationTrainArguments(...))`` call with its defaults
+     (AdamW with no decay on biases/LayerNorm, weight decay 0.01, lr 5e-5, linear schedule with
+     10% warmup, clipping at 1.0, per-batch padding, length-grouped batches, validation at the
+     end of the epoch, checkpoints, export).
+   - HF: read the same rows, tokenize them with the same tokenizer (truncation at 128), build a
+     ``Trainer`` with the same settings (``optim="adamw_torch_fused"``, whose parameter groups also
+     leave biases and LayerNorm undecayed; weight decay 0.01; ``lr_scheduler_type="linear"`` with
+     the same warmup steps; ``max_grad_norm=1.0``; ``DataCollatorWithPadding``), length-grouped
+     batches (``train_sampling_strategy="group_by_length"``: transformers 5 renamed the old
+     ``group_by_length=True`` to this), ``train()``, ``evaluate()`` (accuracy) and ``save_model``.
+
+   ``--precision bf16`` runs both sides in bf16 autocast (HF ``bf16=True``, nlpbook
+   ``precision="bf16-mixed"``); a side that fails is reported and the other still measured.
+   The last line is ``ratio_vs_hf_trainer=<HF median seconds / nlpbook median seconds>``
+   (above 1: nlpbook is faster).
+
+2. Real-token training FLOP/s at kcbert-base size (its config, ``--flops_layers`` deep, random
+   weights): ``nlpbook.train`` for ``--flops_steps`` timed steps of batch 32 on NSMC rows (after 3
+   untimed ones), timed from the first timed batch's start to the last one's end with hooks on
+   nlpbook's LightningModule, so whatever nlpbook does per step is counted. FLOP/s is
+   6 x N x real (non-padding) tokens / s with N the non-embedding parameters, shown as a share of
+   the fp32 matmul peak measured in the same script (a 2048 x 2048 matmul loop, before and after
+   the steps; the higher is used). ``--flops_steps 0`` skips this part.
+
+Timings are wall-clock: on a machine shared with other jobs both sides slow down, and the
+interleaving keeps the ratio meaningful while the absolute figures are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import KCBERT_DIR, SHARED_DATA, kcbert_tokenizer, model_flops_per_token, save_small_bert  # noqa: E402
+
+import nlpbook  # noqa: E402
+from nlpbook.classification import ClassificationTrainArguments  # noqa: E402
+from nlpbook.corpus import read_table  # noqa: E402
+
+BATCH_SIZE = 32
+LEARNING_RATE = 5e-5
+WEIGHT_DECAY = 0.01
+WARMUP_RATIO = 0.1
+MAX_SEQ_LENGTH = 128
+SEED = 7
+LABELS = ["negative", "positive"]  # what nlpbook reads NSMC's 0/1 as
+
+
+def nsmc_rows(split: str, count: int) -> list[tuple[str, int]]:
+    """The first ``count`` non-empty NSMC reviews of a split: the rows nlpbook.train takes with
+    ``max_train_samples``/``max_eval_samples`` (it skips empty reviews too)."""
+    path = SHARED_DATA / "korpora" / "nsmc" / f"ratings_{split}.txt"
+    rows = [
+        (r.values["document"], int(r.values["label"])) for r in read_table(path, ["id", "document", "label"])
+    ]
+    return [row for row in rows if row[0].strip()][:count]
+
+
+def run_nlpbook(model_dir: Path, out: Path, options: argparse.Namespace) -> dict[str, Any]:
+    args = ClassificationTrainArguments(
+        pretrained_model_name=str(model_dir),
+        downstream_corpus_root_dir=str(SHARED_DATA / "korpora"),
+        downstream_model_dir=str(out),
+        max_train_samples=options.train_rows,
+        max_eval_samples=options.eval_rows,
+        batch_size=BATCH_SIZE,
+        learning_rate=LEARNING_RATE,
+        weight_decay=WEIGHT_DECAY,
+        warmup_ratio=WARMUP_RATIO,
+        max_seq_length=MAX_SEQ_LENGTH,
+        epochs=1,
+        seed=SEED,
+        accelerator="cpu",
+        precision="bf16-mixed" if options.precision == "bf16" else None,
+    )
+    export = nlpbook.train(args)
+    return {"export": str(export)}
+
+
+class ListDataset(torch.utils.data.Dataset):
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.items[index]
+
+
+def run_hf(model_dir: Path, out: Path, options: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+
+    def dataset(split: str, count: int) -> ListDataset:
+        rows = nsmc_rows(split, count)
+        encoded = tokenizer([text for text, _ in rows], truncation=True, max_length=MAX_SEQ_LENGTH)
+        return ListDataset(
+            [
+                {"input_ids": ids, "token_type_ids": types, "labels": label}
+                for ids, types, (_, label) in zip(
+                    encoded["input_ids"], encoded["token_type_ids"], rows, strict=True
+                )
+            ]
+        )
+
+    train, evaluation = dataset("train", options.train_rows), dataset("test", options.eval_rows)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir,
+        num_labels=2,
+        id2label=dict(enumerate(LABELS)),
+        label2id={n: i for i, n in enumerate(LABELS)},
+    )
+    steps = math.ceil(len(train) / BATCH_SIZE)
+    arguments = TrainingArguments(
+        output_dir=str(out),
+        num_train_epochs=1,
+        per_device_train_batch_size=BATCH_SIZE,
+        per_device_eval_batch_size=2 * BATCH_SIZE,  # nlpbook's default eval_batch_size
+        learning_rate=LEARNING_RATE,
+        weight_decay=WEIGHT_DECAY,
+        optim="adamw_torch_fused",
+        lr_scheduler_type="linear",
+        warmup_steps=math.ceil(steps * WARMUP_RATIO),  # as nlpbook rounds it
+        max_grad_norm=1.0,
+        train_sampling_strategy="group_by_length",
+        eval_strategy="no",  # one evaluation at the end, below
+        save_strategy="no",
+        logging_steps=10,
+        report_to="none",
+        seed=SEED,
+        use_cpu=True,
+        bf16=options.precision == "bf16",
+        dataloader_num_workers=0,
+    )
+
+    def accuracy(prediction: Any) -> dict[str, float]:
+        return {"accuracy": float((np.argmax(prediction.predictions, -1) == prediction.label_ids).mean())}
+
+    trainer = Trainer(
+        model=model,
+        args=arguments,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=accuracy,
+    )
+    trainer.train()
+    metrics = trainer.evaluate()
+    trainer.save_model(str(out / "model"))
+    return {"eval_accuracy": metrics.get("eval_accuracy"), "eval_loss": metrics.get("eval_loss")}
+
+
+def compare_whole_runs(options: argparse.Namespace) -> float | None:
+    sides: dict[str, Callable[[Path, Path, argparse.Namespace], dict[str, Any]]] = {
+        "hf_trainer": run_hf,
+        "nlpbook": run_nlpbook,
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in sides}
+    failed: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="vs-hf-") as tmp:
+        from transformers import AutoModelForSequenceClassification
+
+        model_dir = save_small_bert(Path(tmp) / "small-bert", AutoModelForSequenceClassification, 2)
+        for repeat in range(options.repeats):
+            for name, run in sides.items():
+                if name in failed:
+                    continue
+                out = Path(tmp) / f"{name}-{repeat}"
+                started = time.perf_counter()
+                try:
+                    result = run(model_dir, out, options)
+                except Exception as error:  # noqa: BLE001 - reported, and the other side still runs
+                    failed[name] = f"{type(error).__name__}: {error}"
+                    print(f"{name} failed in {options.precision}: {failed[name]}", flush=True)
+                    traceback.print_exc()
+                    continue
+                seconds[name].append(time.perf_counter() - started)
+                print(
+                    f"run {repeat + 1} {name:10s} {seconds[name][-1]:6.1f}s "
+                    f"= {options.train_rows / seconds[name][-1]:6.1f} training rows/s end to end  {result}",
+                    flush=True,
+                )
+    medians = {name: statistics.median(values) for name, values in seconds.items() if values}
+    for name, median in medians.items():
+        print(
+            f"{name:10s} median {median:6.1f}s of {len(seconds[name])} "
+            f"({options.train_rows / median:6.1f} training rows/s, {options.precision})"
+        )
+    if len(medians) < 2:
+        return None
+    return medians["hf_trainer"] / medians["nlpbook"]
+
+
+def matmul_peak_gflops(size: int = 2048, seconds: float = 2.0, rounds: int = 3) -> float:
+    """Best fp32 GFLOP/s of ``size`` x ``size`` matmuls over ``rounds`` loops of ``seconds``."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    out = torch.empty(size, size)
+    torch.mm(a, b, out=out)  # warm-up
+    best = 0.0
+    for _ in range(rounds):
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            torch.mm(a, b, out=out)
+            count += 1
+        best = max(best, 2 * size**3 * count / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+@contextlib.contextmanager
+def step_timer(warmup: int, steps: int) -> Iterator[dict[str, float]]:
+    """Time ``steps`` training batches of nlpbook's LightningModule after ``warmup`` untimed ones:
+    from the first timed batch's start to the last one's end (optimizer step included)."""
+    from nlpbook.module import TaskModule
+
+    record = {"tokens": 0.0, "start": math.nan, "end": math.nan}
+    original_start, original_end = TaskModule.on_train_batch_start, TaskModule.on_train_batch_end
+
+    def on_start(self: Any, batch: Any, batch_idx: int) -> Any:
+        if batch_idx == warmup:
+            record["start"] = time.perf_counter()
+        if warmup <= batch_idx < warmup + steps:
+            record["tokens"] += float(batch["attention_mask"].sum())
+        return original_start(self, batch, batch_idx)
+
+    def on_end(self: Any, outputs: Any, batch: Any, batch_idx: int) -> Any:
+        result = original_end(self, outputs, batch, batch_idx)
+        if batch_idx == warmup + steps - 1:
+            record["end"] = time.perf_counter()
+        return result
+
+    TaskModule.on_train_batch_start, TaskModule.on_train_batch_end = on_start, on_end
+    try:
+        yield record
+    finally:
+        TaskModule.on_train_batch_start, TaskModule.on_train_batch_end = original_start, original_end
+
+
+def training_flops(options: argparse.Namespace) -> None:
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    warmup = 3
+    config = AutoConfig.from_pretrained(KCBERT_DIR, num_labels=2, num_hidden_layers=options.flops_layers)
+    flops_per_token = model_flops_per_token(AutoModelForSequenceClassification.from_config(config))
+    peak_before = matmul_peak_gflops()
+    print(
+        f"fp32 matmul peak (2048 x 2048, {torch.get_num_threads()} threads): {peak_before:.1f} GFLOP/s",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="flops-") as tmp:
+        folder = Path(tmp) / "kcbert-config"
+        config.save_pretrained(folder)
+        kcbert_tokenizer().save_pretrained(folder)
+        args = ClassificationTrainArguments(
+            pretrained_model_name=str(folder),
+            random_init=True,  # kcbert-base's config; no weights are available offline
+            downstream_corpus_root_dir=str(SHARED_DATA / "korpora"),
+            downstream_model_dir=str(Path(tmp) / "run"),
+            max_train_samples=(warmup + options.flops_steps) * BATCH_SIZE,
+            max_eval_samples=BATCH_SIZE,
+            batch_size=BATCH_SIZE,
+            max_steps=warmup + options.flops_steps,
+            epochs=1,
+            seed=SEED,
+            accelerator="cpu",
+        )
+        with step_timer(warmup, options.flops_steps) as record:
+            nlpbook.train(args)
+    peak_after = matmul_peak_gflops()
+    peak = max(peak_before, peak_after)
+    seconds = record["end"] - record["start"]
+    gflops = flops_per_token * record["tokens"] / seconds / 1e9
+    print(f"fp32 matmul peak after the steps: {peak_after:.1f} GFLOP/s; using {peak:.1f}")
+    print(
+        f"kcbert-base size ({options.flops_layers} layers x 768, N = {flops_per_token / 6 / 1e6:.1f}M "
+        f"non-embedding parameters): {options.flops_steps} nlpbook training steps of batch {BATCH_SIZE} "
+        f"in {seconds:.1f}s, {record['tokens'] / seconds:.0f} real tokens/s = {gflops:.1f} GFLOP/s "
+        f"(6 x N x real tokens/s) = {gflops / peak:.0%} of the fp32 matmul peak"
+    )
+    print(f"training_flops_share_of_peak={gflops / peak:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--train_rows", type=int, default=3200)
+    parser.add_argument("--eval_rows", type=int, default=1000)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per side, interleaved; the median is kept"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--flops_steps", type=int, default=20, help="timed kcbert-base steps (0: skip)")
+    parser.add_argument("--flops_layers", type=int, default=12, help="kcbert-base: 12")
+    options = parser.parse_args()
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    logging.basicConfig(level=logging.WARNING)
+    for name in ("pytorch_lightning", "lightning", "nlpbook", "transformers"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision {options.precision}")
+
+    if options.flops_steps:
+        training_flops(options)
+    if not options.repeats:
+        return
+    ratio = compare_whole_runs(options)
+    if ratio is None:
+        print("ratio_vs_hf_trainer=nan (a side failed; see above)")
+    else:
+        print(f"ratio_vs_hf_trainer={ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
