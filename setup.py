@@ -12,7 +12,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["nlpbook", "nlpbook.*"]),
-    package_data={"nlpbook": ["serve/static/*"]},
+    package_data={"nlpbook": ["web/static/*"]},
     install_requires=[
         "torch>=2.2",
         "pytorch-lightning>=2.2,<3",

@@ -43,15 +43,14 @@ _LAZY = {
     "evaluate": "nlpbook.commands",
     "predict": "nlpbook.predictor",
     "Predictor": "nlpbook.predictor",
-    "serve": "nlpbook.serve",
+    "serve": "nlpbook.web",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-        # Cache it; for "serve" this also replaces the subpackage the import bound to that name.
-        globals()[name] = value
+        globals()[name] = value  # cached: the next access skips __getattr__
         return value
     raise AttributeError(f"module 'nlpbook' has no attribute {name!r}")
 

@@ -138,7 +138,7 @@ def predict_command(namespace: argparse.Namespace) -> None:
 
 
 def serve_command(namespace: argparse.Namespace) -> None:
-    from nlpbook.serve import serve
+    from nlpbook.web import serve
 
     serve(
         namespace.model_dir,

@@ -118,9 +118,10 @@ def execute(path: Path, overrides: dict[str, Any], workdir: Path) -> dict[str, A
     """Run the notebook in ``workdir``; return the JSON its result cell printed, plus how many
     pictures the notebook drew."""
     notebook = inject(nbformat.read(path, as_version=4), overrides)
+    manager = kernel_manager(workdir / "kernels")
     client = nbclient.NotebookClient(
         notebook,
-        km=kernel_manager(workdir / "kernels"),
+        km=manager,
         timeout=CELL_TIMEOUT_S,
         resources={"metadata": {"path": str(workdir)}},
     )
@@ -129,6 +130,10 @@ def execute(path: Path, overrides: dict[str, Any], workdir: Path) -> dict[str, A
         client.execute()
     finally:
         nbformat.write(notebook, executed)
+        # A kernel manager passed in is not the client's to stop: without this the kernel (and the
+        # web demo thread in it) outlived the test, a process per notebook still using the CPU.
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=True)
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     images = sum("image/png" in output.get("data", {}) for output in outputs)
     streams = "".join(output.get("text", "") for output in outputs if output.get("output_type") == "stream")

@@ -18,7 +18,7 @@ from nlpbook.cli import main
 from nlpbook.logs import training_log
 from nlpbook.predictor import Predictor
 from nlpbook.qa import QATrainArguments
-from nlpbook.serve.app import create_app
+from nlpbook.web.app import create_app
 
 WINDOWS = {"max_seq_length": 48, "doc_stride": 16, "max_query_length": 12}
 

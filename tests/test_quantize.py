@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 from test_predict import trained_classifier
 from tiny_bert import toy_sentiment
 
+from nlpbook import serve
 from nlpbook.arguments import ArgumentError
 from nlpbook.cli import main
 from nlpbook.cli_predict import QUANTIZE_CHOICES as CLI_CHOICES
 from nlpbook.inference import QUANTIZE_CHOICES, int8_linears, quantize_model
 from nlpbook.predictor import Predictor
-from nlpbook.serve import serve
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_cli_predict_and_serve_take_quantize(
 
     served = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(app=app))
-    serve(export_dir, quantize="int8")  # nlpbook.serve: the attribute can be the subpackage here
+    serve(export_dir, quantize="int8")
     response = TestClient(served["app"], base_url="http://127.0.0.1:8000").post(
         "/predict", json={"text": "정말 최고"}
     )

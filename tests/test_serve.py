@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from test_predict import LONG, trained_classifier, untrained_export
 
 from nlpbook.predictor import Predictor
-from nlpbook.serve.app import Limits, create_app
 from nlpbook.tasks import TASKS
+from nlpbook.web.app import Limits, create_app
 
 # The address `nlpbook serve` answers on by default; TestClient's own Host, testserver, gets 403.
 LOCAL = "http://127.0.0.1:8000"

@@ -144,7 +144,7 @@ def serve_in_thread(model_dir: Path, bias_toward: str | None = None) -> Iterator
     import uvicorn
 
     from nlpbook.predictor import Predictor
-    from nlpbook.serve.app import create_app
+    from nlpbook.web.app import create_app
 
     predictor = Predictor.from_pretrained(model_dir, device="cpu")
     if bias_toward is not None:  # make an untrained head predict this label everywhere

@@ -19,7 +19,7 @@ from test_predict import trained_classifier
 
 import nlpbook.cli
 from nlpbook.predictor import Predictor
-from nlpbook.serve.app import Limits, create_app
+from nlpbook.web.app import Limits, create_app
 
 LOCAL = "http://127.0.0.1:8000"
 CHUNK = 64 * 1024

@@ -20,8 +20,8 @@ from nlpbook.cli import main
 from nlpbook.corpus import DataError
 from nlpbook.logs import training_log
 from nlpbook.predictor import Predictor
-from nlpbook.serve.app import create_app
 from nlpbook.sts import TASK, STSTrainArguments
+from nlpbook.web.app import create_app
 
 KORSTS_HEADER = ["genre", "filename", "year", "id", "score", "sentence1", "sentence2"]
 

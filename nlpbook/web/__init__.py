@@ -45,7 +45,7 @@ def serve(
     import uvicorn  # imported here so `import nlpbook` does not pay for the web stack
 
     from nlpbook.predictor import Predictor
-    from nlpbook.serve.app import LOOPBACK_HOSTS, Limits, create_app
+    from nlpbook.web.app import LOOPBACK_HOSTS, Limits, create_app
 
     if allowed_hosts is None:
         allowed_hosts = [host] if _is_loopback(host) else ["*"]
