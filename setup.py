@@ -30,6 +30,7 @@ setup(
     extras_require={
         "dev": [
             "pytest>=8",
+            "pytest-xdist>=3.5",
             "ruff>=0.6",
             "httpx>=0.27",
             "nbclient>=0.10",

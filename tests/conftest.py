@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -60,3 +61,13 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each of the two workers gets one core: tiny models gain little from a
+    second intra-op thread, and two workers contending for four threads on two cores lose."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the CLI, notebook and DDP subprocesses
+        import torch
+
+        torch.set_num_threads(1)

@@ -108,8 +108,9 @@ def test_a_signal_mid_window_stops_at_the_next_step_with_a_checkpoint(
 def test_periodic_checkpoints_fall_on_step_boundaries(
     tiny_bert, data, reference, tmp_path, monkeypatch, trigger
 ):
-    """Saved every 3 steps (or every 0.06 s: every step), crashed mid-window, resumed: identical."""
-    extra = {"save_every_n_steps": 3} if trigger == "save_every_n_steps" else {"save_every_n_minutes": 1e-3}
+    """Saved every 3 steps (or every 60 µs: every step, as a step takes milliseconds), crashed
+    mid-window, resumed: identical."""
+    extra = {"save_every_n_steps": 3} if trigger == "save_every_n_steps" else {"save_every_n_minutes": 1e-6}
     args = arguments(tiny_bert, data, tmp_path / "run", **extra)
 
     def crash() -> None:
