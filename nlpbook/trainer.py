@@ -56,6 +56,9 @@ def build_trainer(args: TrainArguments, has_validation: bool = True) -> pl.Train
             mode=mode,
             save_top_k=args.save_top_k if has_validation else 0,
             save_last=False,  # LastCheckpoint owns last.ckpt
+            # Weights only: resume reads last.ckpt alone, so AdamW's two moments (twice the weights,
+            # 870 MB for kcbert-base) would be dead weight in every best-k file.
+            save_weights_only=True,
         ),
         LastCheckpoint(args.model_dir / LAST_CHECKPOINT, args.save_every_n_steps, args.save_every_n_minutes),
         ProgressBar(),  # on stderr, "Epoch 1/3"

@@ -138,6 +138,28 @@ def test_resume_continues_from_the_saved_step(tiny_bert, nsmc_root, tmp_path):
     assert last["lr_schedulers"][0]["last_epoch"] == 14, "the LR schedule carried over"
 
 
+def test_best_checkpoints_hold_weights_only_and_the_run_still_resumes(tiny_bert, nsmc_root, tmp_path):
+    """The AdamW state (twice the weights) lives in last.ckpt alone; the export is the best one."""
+
+    def run(epochs: int, **more) -> Path:
+        args = make_args(tiny_bert, nsmc_root, tmp_path / "run", epochs=epochs, max_train_samples=128, **more)
+        return nlpbook.train(args)
+
+    run(1, max_eval_samples=32, save_top_k=2)
+    export = run(2, max_eval_samples=32, save_top_k=2, resume=True)
+    last = torch.load(tmp_path / "run" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 8 and {"optimizer_states", "lr_schedulers"} <= set(last)
+    best = sorted((tmp_path / "run").glob("epoch=*.ckpt"))
+    assert len(best) == 2, "one best checkpoint per epoch, the resumed one too"
+    for path in best:
+        saved = torch.load(path, weights_only=False)
+        assert "state_dict" in saved and not {"optimizer_states", "lr_schedulers", "callbacks"} & set(saved)
+    tracker = next(state for name, state in last["callbacks"].items() if name.startswith("ModelCheckpoint"))
+    weights = torch.load(tracker["best_model_path"], weights_only=False)["state_dict"]
+    exported = AutoModelForSequenceClassification.from_pretrained(export).state_dict()
+    assert torch.equal(weights["model.classifier.weight"], exported["classifier.weight"])
+
+
 def test_two_devices_train_in_spawned_processes_and_resume(tiny_bert, nsmc_root, tmp_path):
     """devices=2 (two CPU processes here, as two GPUs would be): each trains on its own share of
     the length-grouped batches, the caller's process keeps the lock and writes the export, and the
