@@ -146,14 +146,28 @@ class LastCheckpoint(Checkpoint):
         step = trainer.global_step
         if step == self._step_before_batch:
             return  # inside an accumulation window: the weights are not at a step boundary
-        elapsed = self.every_n_seconds is not None and time.monotonic() - self._clock >= self.every_n_seconds
-        # One collective per batch: every process saves and stops together (rank 0 decides).
-        elapsed, stop = trainer.strategy.broadcast((elapsed, self._stop))
+        elapsed, stop = self._agreed(trainer)
         due = stop is not None or elapsed or (bool(self.every_n_steps) and step % self.every_n_steps == 0)
         if due and step != self._saved_step:
             self.save(trainer)
         if stop is not None:
             raise TrainingInterrupted(STOP_SIGNALS.get(stop, str(stop)), step, self.path, 128 + int(stop))
+
+    def _agreed(self, trainer: pl.Trainer) -> tuple[bool, int | None]:
+        """(save now for the clock, the signal to stop on) as every process sees it.
+
+        One collective per batch, so every process saves and stops together. A signal that reached
+        any process stops them all: a preempted machine (SIGTERM to its processes only) must not
+        leave the others waiting for it in the next gradient all-reduce. Summed, not max-reduced:
+        Lightning's XLA strategy reduces only by sum or mean.
+        """
+        elapsed = self.every_n_seconds is not None and time.monotonic() - self._clock >= self.every_n_seconds
+        flags = [elapsed] + [self._stop == signum for signum in STOP_SIGNALS]
+        if trainer.world_size > 1:
+            local = torch.tensor(flags, dtype=torch.int32, device=trainer.strategy.root_device)
+            flags = [bool(count) for count in trainer.strategy.reduce(local, reduce_op="sum").tolist()]
+        stop = next((signum for signum, asked in zip(STOP_SIGNALS, flags[1:], strict=True) if asked), None)
+        return flags[0], stop
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.save(trainer)  # after validation, so the best-k bookkeeping is current

@@ -61,9 +61,15 @@ class TaskModule(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         output = self(batch)
         loss = output.loss
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        # Every process stops together: one that stopped alone would leave the others waiting in
+        # the gradient all-reduce (torchrun and Slurm do not end them; ddp_spawn would).
+        if self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            value = loss.item() if not torch.isfinite(loss) else "NaN/inf on another device"
             raise NonFiniteLossError(
-                f"loss became {loss.item()} at global step {self.global_step}: lower "
+                f"loss became {value} at global step {self.global_step}: lower "
                 f"{spell('learning_rate')}, use {spell('precision', 'bf16-mixed')} instead of fp16, or "
                 f"check the data; the last checkpoint in {spell('downstream_model_dir')} is left as it was"
             )

@@ -70,7 +70,7 @@ def fake_trainer(step: int) -> Any:
         global_step=step,
         sanity_checking=False,
         fast_dev_run=False,
-        strategy=SimpleNamespace(broadcast=lambda value: value),
+        world_size=1,  # one process: the stop and save flags need no reduce
     )
     trainer.save_checkpoint = lambda path, weights_only=None: saved.append(trainer.global_step)
     return trainer, saved
