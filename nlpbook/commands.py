@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -11,8 +12,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader
 
 from nlpbook.arguments import ArgumentError, TrainArguments
+from nlpbook.cluster import RunGroup, run_group
 from nlpbook.console import quiet_libraries
 from nlpbook.data import make_loader
 from nlpbook.errors import spell
@@ -53,26 +56,95 @@ def train(args: TrainArguments) -> Path:
 
     Ends with one summary line (time, epochs, best metric, export). Resuming a finished run with no
     epochs added trains nothing and leaves its export (and ``evaluation.json``) as they are.
+    Under torchrun or Slurm every process calls this; global rank 0 owns the run folder, and a
+    check that fails on one rank raises on all (``nlpbook.cluster``).
     """
     task = _task_of(args)
-    preflight(args)  # the device and the run folder: before any data is read
-    with run_lock(args.model_dir), quiet_libraries():  # a second run on the folder is refused
-        return _train(args, task)
+    with run_group(args) as group, contextlib.ExitStack() as folder, quiet_libraries():
+        # The device and the run folder, before any data is read; on every machine, and if they
+        # fail on one, all stop (a machine whose GPU is missing must not leave the others waiting).
+        group.together(lambda: preflight(args))
+
+        def own_folder() -> Path | None:
+            if not group.is_zero:
+                return None
+            folder.enter_context(run_lock(args.model_dir))  # a second run on the folder is refused
+            return check_run_dir(args)  # an earlier run's folder is refused, or a resume that changes it
+
+        resume_from = group.agree(own_folder)  # rank 0's decision, on every rank
+        return _train(args, task, group, resume_from)
 
 
-def _train(args: TrainArguments, task: Task) -> Path:
+def _train(args: TrainArguments, task: Task, group: RunGroup, resume_from: Path | None) -> Path:
     started = time.perf_counter()
-    resume_from = check_run_dir(args)  # refuses an earlier run's folder, or a resume that changes the run
+    examples = group.zero_first(lambda: _read(args, task, group, resume_from))
+    module, train_loader, eval_loader, tokenizer = group.together(
+        lambda: _prepare(args, task, group, *examples)
+    )
+    trainer = build_trainer(args, has_validation=bool(module.val_features))
+    # last.ckpt is rewritten whenever a step is trained (in this process or a spawned one): unchanged
+    # after fit means a resumed run had nothing left to train.
+    resumed_stamp = _stamp(resume_from) if resume_from else None
+    trainer.fit(
+        module,
+        train_dataloaders=train_loader,
+        val_dataloaders=eval_loader,
+        ckpt_path=str(resume_from) if resume_from else None,
+    )
+
+    def finish() -> Path:
+        export = args.model_dir / EXPORT_DIR
+        if not group.is_zero:
+            return export
+        if resume_from and _stamp(resume_from) == resumed_stamp and (export / META_FILE).is_file():
+            logger.info(
+                "nothing to train: the run already finished %d epoch(s) (step %d); its export is left as "
+                "it is (raise %s to train more)",
+                trainer.current_epoch,
+                trainer.global_step,
+                spell("epochs"),
+            )
+            return export
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if best:
+            state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+            module.load_state_dict(state)
+            logger.debug("exporting the best checkpoint %s", Path(best).name)
+        write_export(export, module.model.cpu(), tokenizer, task, module.label_names, args)
+        logger.info("%s", _summary(args, trainer, export, time.perf_counter() - started))
+        return export
+
+    return group.agree(finish)  # rank 0 writes the export; every rank returns its path
+
+
+def _read(
+    args: TrainArguments, task: Task, group: RunGroup, resume_from: Path | None
+) -> tuple[list[Any], list[Any]]:
+    """The training and test examples, read and validated before any model is loaded (a bad line
+    fails in seconds). Rank 0 reads first (``RunGroup.zero_first``): only it downloads."""
+    if resume_from and not resume_from.is_file():
+        raise ArgumentError(
+            f"{resume_from} is not there on rank {group.rank}: every machine of a run must see the "
+            f"same {spell('downstream_model_dir')} (a shared filesystem: NFS, Lustre, ...)"
+        )
     if args.seed is not None:
         pl.seed_everything(args.seed, workers=True, verbose=False)
-
-    # Read and validate all data before any model is loaded: a bad line fails in seconds.
-    train_examples = _limit(task.read(args, "train"), args.max_train_samples)
-    # force_download fetched the whole corpus while reading the training split: not a second time.
+    # force_download applies once: to rank 0's read of the training split, which fetches the whole corpus.
+    first = args if group.is_zero else _without_download(args)
+    train_examples = _limit(task.read(first, "train"), args.max_train_samples)
     eval_examples = _limit(task.read(_without_download(args), "test"), args.max_eval_samples)
+    return train_examples, eval_examples
+
+
+def _prepare(
+    args: TrainArguments, task: Task, group: RunGroup, train_examples: list[Any], eval_examples: list[Any]
+) -> tuple[TaskModule, DataLoader, DataLoader, Any]:
+    """Model and loaders (and the tokenizer, for the export), on every rank; rank 0 also records
+    the run."""
     label_names = task.label_names(train_examples)
     task.check_labels(eval_examples, label_names)
-    check_resumed_labels(args, label_names)
+    if group.is_zero:
+        check_resumed_labels(args, label_names)
     tokenizer, model = load_pretrained(args, task, label_names)
 
     encoding = time.perf_counter()
@@ -113,37 +185,9 @@ def _train(args: TrainArguments, task: Task) -> Path:
     )
     module = TaskModule(model, args, task, label_names, eval_examples, eval_features)
     module.train_sampler = getattr(train_loader, "sampler", None)
-
-    record_run(args, label_names)  # train_args.json, written as training starts
-    trainer = build_trainer(args, has_validation=bool(eval_features))
-    # last.ckpt is rewritten whenever a step is trained (in this process or a spawned one): unchanged
-    # after fit means a resumed run had nothing left to train.
-    resumed_stamp = _stamp(resume_from) if resume_from else None
-    trainer.fit(
-        module,
-        train_dataloaders=train_loader,
-        val_dataloaders=eval_loader,
-        ckpt_path=str(resume_from) if resume_from else None,
-    )
-
-    export = args.model_dir / EXPORT_DIR
-    if resume_from and _stamp(resume_from) == resumed_stamp and (export / META_FILE).is_file():
-        logger.info(
-            "nothing to train: the run already finished %d epoch(s) (step %d); its export is left as it "
-            "is (raise %s to train more)",
-            trainer.current_epoch,
-            trainer.global_step,
-            spell("epochs"),
-        )
-        return export
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if best:
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
-        logger.debug("exporting the best checkpoint %s", Path(best).name)
-    write_export(export, module.model.cpu(), tokenizer, task, label_names, args)
-    logger.info("%s", _summary(args, trainer, export, time.perf_counter() - started))
-    return export
+    if group.is_zero:
+        record_run(args, label_names)  # train_args.json, written as training starts
+    return module, train_loader, eval_loader, tokenizer
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from nlpbook.arguments import TrainArguments
+from nlpbook.cluster import check_launch
 from nlpbook.errors import ArgumentError, spell
 from nlpbook.trainer import devices_and_accelerator
 
@@ -24,6 +25,7 @@ DEVICES_SECTION = "README: 'GPUs, TPUs and precision'"
 
 def preflight(args: TrainArguments) -> None:
     """Everything about a training run that can be checked without reading data or loading a model."""
+    check_launch(args)  # torchrun/srun: devices per machine match the processes started there
     check_devices(args)
     check_output_dir(args.model_dir)
 

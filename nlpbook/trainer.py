@@ -17,6 +17,7 @@ from pytorch_lightning.strategies.launchers.subprocess_script import _Subprocess
 
 from nlpbook.arguments import TrainArguments
 from nlpbook.checkpoints import LAST_CHECKPOINT, AtomicCheckpointIO, LastCheckpoint
+from nlpbook.cluster import external_launch
 from nlpbook.progress import ProgressBar
 
 __all__ = ["build_trainer", "devices_and_accelerator"]
@@ -31,6 +32,9 @@ def devices_and_accelerator(args: TrainArguments) -> tuple[str, Any]:
     devices: Any = args.devices.replace(" ", "")
     if devices.lstrip("-").isdigit():
         devices = int(devices)
+    launch = external_launch()
+    if launch is not None and devices in ("auto", -1):
+        devices = launch.per_node  # torchrun/srun started one process per device on this machine
     if args.accelerator == "cpu" and devices == "auto":
         devices = 1
     return args.accelerator, devices
@@ -75,9 +79,11 @@ def build_trainer(args: TrainArguments, has_validation: bool = True) -> pl.Train
         limits["val_check_interval"] = int(interval) if interval >= 1 else interval
     # XLA brings its own checkpoint IO; everywhere else checkpoints are written atomically.
     plugins = [] if accelerator == "tpu" else [AtomicCheckpointIO()]
+    launch = external_launch()  # torchrun or srun: Lightning checks devices x num_nodes = world size
     return _make_trainer(
         accelerator=accelerator,
         devices=devices,
+        num_nodes=launch.num_nodes if launch else 1,
         precision=args.resolved_precision,
         max_epochs=limits.pop("max_epochs", args.epochs),
         max_steps=args.max_steps,
@@ -106,6 +112,8 @@ def _make_trainer(**options: Any) -> pl.Trainer:
     and a notebook cannot be re-run at all. ``ddp_spawn`` starts the processes inside ``fit`` and
     hands the trained weights back, so ``train`` works the same on one device or eight. (In a
     notebook Lightning already picks ``ddp_fork``, which behaves the same way; TPUs spawn too.)
+    Processes that torchrun or Slurm started keep Lightning's ``ddp``: each of them already runs
+    ``nlpbook.train`` (``cluster.py``).
     """
     trainer = pl.Trainer(**options)
     launcher = trainer.strategy.launcher

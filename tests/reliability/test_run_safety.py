@@ -56,7 +56,7 @@ def test_a_second_run_on_the_same_folder_is_refused_until_the_first_dies(
     finally:
         os.kill(holder.pid, signal.SIGKILL)  # dies holding the lock: it must not stay locked
         holder.wait()
-    monkeypatch.setattr(commands, "_train", lambda args, task: "trained")
+    monkeypatch.setattr(commands, "_train", lambda args, task, group, resume_from: "trained")
     assert nlpbook.train(args) == "trained"
     with run_lock(args.model_dir):  # a run in this very process (another notebook thread)
         with pytest.raises(ModelDirBusyError, match="in use by another nlpbook run in this process"):
