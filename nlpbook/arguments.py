@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from nlpbook.errors import ArgumentError, spell
 from nlpbook.fieldtypes import normalised, type_problems
+from nlpbook.xla import bucket_problems
 
 __all__ = ["TrainArguments", "ArgumentError", "load_arguments", "option"]
 
@@ -114,6 +115,12 @@ class TrainArguments:
     padding: Literal["dynamic", "max_length"] = option(
         "'dynamic' pads each batch to its longest example; 'max_length' pads all to max_seq_length",
         default="dynamic",
+    )
+    pad_buckets: str = option(
+        "fixed lengths batches are padded to, with a fixed batch size: 'auto' (multiples of 32 up to "
+        "max_seq_length on TPUs, where each new shape is a compilation; per-batch padding elsewhere), "
+        "'none', or a comma list such as '32,64,128' (any device; max_seq_length is added)",
+        default="auto",
     )
     group_by_length: bool = option(
         "batch examples of similar length together (less padding, faster)", default=True
@@ -225,7 +232,7 @@ class TrainArguments:
             )
         if self.cpu_workers < 0:
             found.append(f"{spell('cpu_workers')} must be >= 0, got {self.cpu_workers}")
-        return found
+        return found + bucket_problems(self.pad_buckets, self.max_seq_length)
 
     def _monitor_problems(self) -> list[str]:
         """--monitor must name a metric the task logs: a typo would otherwise fail after an epoch."""

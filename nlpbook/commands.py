@@ -27,6 +27,7 @@ from nlpbook.pretrained import load_pretrained
 from nlpbook.rundir import check_resumed_labels, check_run_dir, record_run, run_lock
 from nlpbook.tasks import Task, get_task
 from nlpbook.trainer import build_trainer
+from nlpbook.xla import pad_buckets
 
 __all__ = ["train", "evaluate", "load_pretrained"]
 
@@ -162,6 +163,7 @@ def _prepare(
     seed = args.seed or 0
     # padding="max_length" (ratsnlp's way) pads in the collator too, so the attention mask stays right.
     pad_to = args.max_seq_length if args.padding == "max_length" else None
+    buckets = pad_buckets(args)  # TPUs: a few fixed shapes, not one graph per batch length
     train_loader = make_loader(
         train_features,
         args.batch_size,
@@ -172,6 +174,7 @@ def _prepare(
         seed=seed,
         workers=args.cpu_workers,
         label_keys=task.head.label_keys,
+        pad_buckets=buckets,
     )
     eval_loader = make_loader(
         eval_features,
@@ -182,6 +185,7 @@ def _prepare(
         pad_to=pad_to,
         workers=args.cpu_workers,
         label_keys=task.head.label_keys,
+        pad_buckets=buckets,
     )
     module = TaskModule(model, args, task, label_names, eval_examples, eval_features)
     module.train_sampler = getattr(train_loader, "sampler", None)
