@@ -41,7 +41,7 @@ def output_rows(task: Task, outputs: torch.Tensor, attention_mask: torch.Tensor)
     values = outputs.float().cpu().numpy()
     if not task.head.per_token:
         return list(values)
-    lengths = attention_mask.sum(-1).tolist()
+    lengths = attention_mask.cpu().sum(-1).tolist()  # on XLA a device sum would be one more graph
     return [row[:length] for row, length in zip(values, lengths, strict=True)]
 
 

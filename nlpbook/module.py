@@ -19,12 +19,13 @@ import pytorch_lightning as pl
 import torch
 
 from nlpbook.arguments import TrainArguments
-from nlpbook.data import LengthGroupedSampler
+from nlpbook.data import FILLER_INDEX, LengthGroupedSampler
 from nlpbook.errors import NonFiniteLossError, spell
 from nlpbook.inference import output_rows
 from nlpbook.logs import START_STEP_FILE
 from nlpbook.schedule import LinearSchedule
 from nlpbook.tasks import Features, Task
+from nlpbook.xla import additive_attention_mask, on_xla, xla_sync
 
 __all__ = ["TaskModule", "NonFiniteLossError", "make_optimizer", "use_fused_adamw"]
 
@@ -53,44 +54,61 @@ class TaskModule(pl.LightningModule):
         self.val_features = list(val_features)
         self.train_sampler: LengthGroupedSampler | None = None
         self._val_outputs: dict[int, np.ndarray] = {}
+        self._unchecked_losses: list[tuple[int, torch.Tensor]] = []  # XLA: checked after the step
 
     def forward(self, batch: dict[str, torch.Tensor]) -> Any:
         inputs = {k: v for k, v in batch.items() if k != "feature_index"}
+        if on_xla(self.device):  # no host sync inside the forward (nlpbook.xla)
+            inputs["attention_mask"] = additive_attention_mask(inputs["attention_mask"], self.model.dtype)
         return self.model(**inputs)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         output = self(batch)
         loss = output.loss
-        finite = bool(torch.isfinite(loss))
-        # Every process stops together: one that stopped alone would leave the others waiting in
-        # the gradient all-reduce (torchrun and Slurm do not end them; ddp_spawn would).
-        if self.trainer.world_size > 1:
-            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
-        if not finite:
-            value = loss.item() if not torch.isfinite(loss) else "NaN/inf on another device"
-            raise NonFiniteLossError(
-                f"loss became {value} at global step {self.global_step}: lower "
-                f"{spell('learning_rate')}, use {spell('precision', 'bf16-mixed')} instead of fp16, or "
-                f"check the data; the last checkpoint in {spell('downstream_model_dir')} is left as it was"
-            )
+        if on_xla(self.device):
+            # Reading the loss here would run the forward as a graph of its own, before backward:
+            # one more compilation per shape and a host sync per step. Checked in optimizer_step.
+            self._unchecked_losses.append((self.global_step, loss.detach()))
+        else:
+            finite = bool(torch.isfinite(loss))
+            # Every process stops together: one that stopped alone would leave the others waiting in
+            # the gradient all-reduce (torchrun and Slurm do not end them; ddp_spawn would).
+            if self.trainer.world_size > 1:
+                finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+            if not finite:
+                value = loss.item() if not torch.isfinite(loss) else "NaN/inf on another device"
+                raise _non_finite(value, self.global_step)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         for name, value in self.task.train_metrics(self.task.outputs(output).detach(), batch).items():
             self.log(name, value, prog_bar=True)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # On XLA the step's graph has run by now (Lightning cut it after optimizer.step): reading
+        # its losses compiles nothing, and no callback has saved a checkpoint of this step yet.
+        losses, self._unchecked_losses = self._unchecked_losses, []
+        for step, loss in losses:
+            value = loss.item()
+            if not math.isfinite(value):
+                raise _non_finite(value, step)
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         output = self(batch)
-        self.log(
-            "val_loss",
-            output.loss,
-            prog_bar=True,
-            on_epoch=True,
-            sync_dist=True,
-            batch_size=batch["input_ids"].shape[0],
+        indices = batch["feature_index"].tolist()
+        real = sum(index != FILLER_INDEX for index in indices)  # a TPU batch's filler rows don't count
+        self.log("val_loss", output.loss, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=real)
+        outputs = self.task.outputs(output)
+        if on_xla(self.device):
+            # Lightning cuts no graph between validation steps on one device: without this the
+            # whole validation epoch is traced into one ever-growing graph. Cut before reading
+            # the outputs, so the forward, the loss and its logging run as one graph per shape.
+            xla_sync()
+        rows = output_rows(self.task, outputs, batch["attention_mask"])
+        self._val_outputs.update(
+            (index, row) for index, row in zip(indices, rows, strict=True) if index != FILLER_INDEX
         )
-        rows = output_rows(self.task, self.task.outputs(output), batch["attention_mask"])
-        self._val_outputs.update(zip(batch["feature_index"].tolist(), rows, strict=True))
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs or self.trainer.sanity_checking:
@@ -172,6 +190,14 @@ class TaskModule(pl.LightningModule):
             # draws its first indices as soon as Lightning creates the iterator, before that call.
             self.train_sampler.set_epoch(position["epoch"])
             self.train_sampler.skip_batches(position["epoch"], position["batches"])
+
+
+def _non_finite(value: float | str, step: int) -> NonFiniteLossError:
+    return NonFiniteLossError(
+        f"loss became {value} at global step {step}: lower "
+        f"{spell('learning_rate')}, use {spell('precision', 'bf16-mixed')} instead of fp16, or "
+        f"check the data; the last checkpoint in {spell('downstream_model_dir')} is left as it was"
+    )
 
 
 def use_fused_adamw(precision: str, max_grad_norm: float | None) -> bool:
