@@ -80,7 +80,8 @@ class TrainArguments:
     accelerator: Accelerator = option("where to run: auto, cpu, gpu, mps or tpu", default="auto")
     devices: str = option("'auto', a device count, or a comma list of device ids", default="auto")
     precision: Precision | None = option(
-        "32-true, 16-mixed, bf16-mixed or bf16-true (default: 16-mixed with --fp16, else 32-true)",
+        "32-true, 16-mixed, bf16-mixed or bf16-true (default: 16-mixed with --fp16, else 32-true; "
+        "TPUs take 32-true or bf16-true)",
         default=None,
     )
     warmup_ratio: float = option("fraction of training steps with linear LR warmup", default=0.1)
@@ -190,8 +191,14 @@ class TrainArguments:
             found.append(f"{tpu} conflicts with {accelerator}")
         if self.fp16 and self.precision not in (None, "16-mixed"):
             found.append(f"{spell('fp16', True)} conflicts with {spell('precision', self.precision)}")
-        if self.tpu_cores and self.fp16:
+        # Lightning 2.6's XLA precision takes only 32-true, 16-true (fp32 on torch_xla 2.9) or
+        # bf16-true, and would refuse a mixed one only after the model and the data are loaded.
+        on_tpu = bool(self.tpu_cores) or self.accelerator == "tpu"
+        if on_tpu and self.fp16:
             found.append(f"{spell('fp16')} is not supported on TPU; use {spell('precision', 'bf16-true')}")
+        elif on_tpu and self.precision in ("16-mixed", "bf16-mixed"):
+            mixed, true = spell("precision", self.precision), spell("precision", "bf16-true")
+            found.append(f"{mixed} is not supported on TPU; use {true}")
         found += self._monitor_problems()
         if self.downstream_corpus_name not in (*self.corpora, "custom"):
             known = ", ".join(repr(name) for name in (*self.corpora, "custom"))

@@ -74,6 +74,14 @@ def test_a_bad_bucket_list_is_refused_when_the_arguments_are_built(value: str, m
     assert message in str(error.value)
 
 
+def test_mixed_precision_is_refused_on_tpu_where_lightning_would_refuse_it_after_loading() -> None:
+    with pytest.raises(ArgumentError, match="precision='bf16-mixed' is not supported on TPU; use precision="):
+        arguments(tpu_cores=8, precision="bf16-mixed")
+    with pytest.raises(ArgumentError, match="fp16 is not supported on TPU"):
+        arguments(accelerator="tpu", fp16=True)
+    assert arguments(tpu_cores=8, precision="bf16-true").resolved_precision == "bf16-true"
+
+
 def test_training_batches_have_bucket_lengths_and_full_rows() -> None:
     lengths = [random.Random(i).randint(3, 120) for i in range(203)]
     loader = make_loader(features(lengths), 16, 0, shuffle=True, seed=1, pad_buckets=BUCKETS)
