@@ -130,6 +130,15 @@ class TaskModule(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_train_epoch_start(self) -> None:
+        if on_xla(self.device):
+            # The previous epoch's validation leaves Lightning's metric bookkeeping traced but not
+            # run (only the values it reads are). Run it here as a small graph of its own: traced
+            # into the epoch's first training step, it made that step a new graph in epoch 2 and
+            # a different one again in epoch 3 (benchmarks/xla_shapes.py, Lightning 2.6.6,
+            # torch_xla 2.9). With this cut, epoch 3's first step reuses epoch 2's graph.
+            xla_sync()
+
     def on_train_start(self) -> None:
         """A resumed run whose length changed (more epochs, another max_steps) re-plans its
         schedule from here instead of jumping to the new curve (see ``nlpbook.schedule``)."""
