@@ -70,14 +70,15 @@ class TaskModule(pl.LightningModule):
             # one more compilation per shape and a host sync per step. Checked in optimizer_step.
             self._unchecked_losses.append((self.global_step, loss.detach()))
         else:
-            finite = bool(torch.isfinite(loss))
+            value = loss.item()
+            finite = math.isfinite(value)
             # Every process stops together: one that stopped alone would leave the others waiting in
             # the gradient all-reduce (torchrun and Slurm do not end them; ddp_spawn would).
             if self.trainer.world_size > 1:
                 finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
             if not finite:
-                value = loss.item() if not torch.isfinite(loss) else "NaN/inf on another device"
-                raise _non_finite(value, self.global_step)
+                shown = value if not math.isfinite(value) else "NaN/inf on another device"
+                raise _non_finite(shown, self.global_step)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         for name, value in self.task.train_metrics(self.task.outputs(output).detach(), batch).items():
             self.log(name, value, prog_bar=True)
