@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from nlpbook.console import quiet_transformers
 from nlpbook.errors import ArgumentError, spell
+from nlpbook.first_token import read_first_token_only
 from nlpbook.tasks import Task
 
 __all__ = ["load_pretrained", "check_model_folder", "hub_reachable", "TOKENIZER_FILES", "WEIGHT_FILES"]
@@ -75,11 +76,11 @@ def load_pretrained(args: Any, task: Task, label_names: list[str]) -> tuple[Any,
     config.update(task.head_config(label_names))
     model_class = task.head.model_class()
     if args.random_init:
-        return tokenizer, model_class.from_config(config)
+        return tokenizer, read_first_token_only(model_class.from_config(config))
     with quiet_transformers(downloads=not local):
         model, info = model_class.from_pretrained(name, config=config, output_loading_info=True, **source)
     _warn_missing_encoder_weights(name, model, info.get("missing_keys", ()))
-    return tokenizer, model
+    return tokenizer, read_first_token_only(model)
 
 
 def check_model_folder(name: str, random_init: bool = False) -> bool:

@@ -82,7 +82,7 @@ def toy_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory):
             train_file=str(root / "train.tsv"),
             test_file=str(root / "test.tsv"),
             learning_rate=5e-3,
-            epochs=3,
+            epochs=5,  # 3 left a quarter of seeds at the mean; 5 converged on every seed tried
             batch_size=16,
             max_seq_length=32,
             log_every_n_steps=1,
@@ -96,7 +96,7 @@ def test_a_regression_task_trains_through_the_core(toy_run) -> None:
     args, export = toy_run
     rows = training_log(args.model_dir)
     mse = [row["val_mse"] for row in rows if "val_mse" in row]
-    assert len(mse) == 3 and mse[-1] < 0.5 < 2.25  # 2.25: the variance of 1.0/4.0 scores
+    assert len(mse) == 5 and mse[-1] < 0.5 < 2.25  # 2.25: the variance of 1.0/4.0 scores
     assert not any(key.endswith("accuracy") for row in rows for key in row), "no classification metric"
     config = json.loads((export / "config.json").read_text(encoding="utf-8"))
     assert config["problem_type"] == "regression" and config["id2label"] == {"0": "score"}
