@@ -54,8 +54,10 @@ from common import (  # noqa: E402
     small_bert,
 )
 
+import nlpbook.inference  # noqa: E402
 from nlpbook.corpus import read_table  # noqa: E402
 from nlpbook.export import Export  # noqa: E402
+from nlpbook.first_token import read_first_token_only  # noqa: E402
 from nlpbook.predictor import Predictor  # noqa: E402
 from nlpbook.tasks import get_task  # noqa: E402
 
@@ -188,6 +190,9 @@ def compare_int8(options: argparse.Namespace) -> None:
         flush=True,
     )
     model = trained_kcbert(options.layers, options.train_steps, options.learning_rate, tokenizer)
+    model = read_first_token_only(model)  # as read_export loads an export for Predictor
+    if options.int8_engine:
+        nlpbook.inference.INT8_ENGINE = options.int8_engine
     task = get_task("classification")
     export = Export(Path("(in memory)"), task, model, tokenizer, LABELS, MAX_SEQ_LENGTH, {})
     sides = {
@@ -218,6 +223,8 @@ def compare_int8(options: argparse.Namespace) -> None:
             f"{name}: {len(texts) / best[name]:.1f} examples/s ({best[name]:.1f}s), "
             f"test accuracy {accuracy:.1%}, predicted positive {positive:.1%}"
         )
+    engine = options.int8_engine or nlpbook.inference.INT8_ENGINE
+    print(f"int8 weights packed for torch's {engine!r} quantized engine")
     print(f"int8_speedup={best['fp32'] / best['int8']:.2f}")
     print(f"int8_same_labels={same:.4f}")
 
@@ -232,6 +239,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=12, help="int8: encoder layers (kcbert-base: 12)")
     parser.add_argument("--train_steps", type=int, default=300, help="int8: training steps before measuring")
     parser.add_argument("--learning_rate", type=float, default=5e-5, help="int8: training learning rate")
+    parser.add_argument(
+        "--int8_engine", default=None, help="int8: torch quantized engine to pack for (default: nlpbook's)"
+    )
     options = parser.parse_args()
     if options.threads:
         torch.set_num_threads(options.threads)

@@ -50,8 +50,10 @@ def test_int8_quantizes_every_linear_and_keeps_the_labels(export_dir: Path) -> N
 
 def test_quantizing_leaves_the_given_export_in_float32(export_dir: Path) -> None:
     fp32 = Predictor.from_pretrained(export_dir, device="cpu")
+    engine = torch.backends.quantized.engine
     int8 = Predictor(fp32.export, quantize="int8")
     assert int8_linears(int8.export.model) and int8_linears(fp32.export.model) == []
+    assert torch.backends.quantized.engine == engine  # packed for oneDNN; torch's setting put back
 
 
 def test_int8_refused_off_the_cpu_and_for_unknown_kinds(export_dir: Path) -> None:

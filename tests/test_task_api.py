@@ -4,6 +4,7 @@ declares is checked at construction (--monitor, the corpus), and the light impor
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -149,3 +150,19 @@ def test_import_and_help_do_not_load_torch_or_lightning() -> None:
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_runs_freeze_older_objects_for_the_collector_and_leave_it_as_found() -> None:
+    from nlpbook.commands import _old_objects_frozen
+
+    with _old_objects_frozen():
+        assert gc.get_freeze_count() > 0  # full collections skip what existed before the run
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # a program that froze its own objects (e.g. before forking workers) keeps them frozen
+    try:
+        frozen = gc.get_freeze_count()
+        with _old_objects_frozen():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
