@@ -43,7 +43,7 @@ def _first_token_layer_class() -> type:
             self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *_: Any, **__: Any
         ) -> torch.Tensor:
             attention = self.attention.self
-            batch, length, _width = hidden_states.shape
+            batch = hidden_states.shape[0]
             first = hidden_states[:, :1]
 
             def heads(x: torch.Tensor) -> torch.Tensor:
@@ -75,7 +75,7 @@ def reads_first_token_only(model: Any) -> bool:
     from transformers import BertForSequenceClassification
     from transformers.models.bert.modeling_bert import BertLayer
 
-    if not isinstance(model, BertForSequenceClassification):
+    if type(model) is not BertForSequenceClassification:  # a subclass may read other rows
         return False
     config = model.config
     if config.is_decoder or getattr(config, "add_cross_attention", False) or model.bert.pooler is None:
