@@ -32,7 +32,8 @@
    nlpbook's LightningModule, so whatever nlpbook does per step is counted. FLOP/s is
    6 x N x real (non-padding) tokens / s with N the non-embedding parameters, shown as a share of
    the fp32 matmul peak measured in the same script (a 2048 x 2048 matmul loop, before and after
-   the steps; the higher is used). ``--flops_steps 0`` skips this part. 6 x N counts the whole
+   the steps; the higher is used). ``--flops_steps 0`` skips this part. The code is in
+   ``flops_share.py``. 6 x N counts the whole
    last layer, whose non-[CLS] rows nlpbook leaves out (``nlpbook/first_token.py``): the FLOP/s
    actually run, without them, are printed as ``executed_flops_share_of_peak`` before the last line.
 
@@ -43,7 +44,6 @@ interleaving keeps the ratio meaningful while the absolute figures are not.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import math
 import statistics
@@ -51,19 +51,19 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import KCBERT_DIR, SHARED_DATA, kcbert_tokenizer, model_flops_per_token, save_small_bert  # noqa: E402
+from common import SHARED_DATA, save_small_bert  # noqa: E402
+from flops_share import training_flops  # noqa: E402
 
 import nlpbook  # noqa: E402
 from nlpbook.classification import ClassificationTrainArguments  # noqa: E402
 from nlpbook.corpus import read_table  # noqa: E402
-from nlpbook.first_token import read_first_token_only  # noqa: E402
 
 BATCH_SIZE = 32
 LEARNING_RATE = 5e-5
@@ -227,113 +227,6 @@ def compare_whole_runs(options: argparse.Namespace) -> float | None:
     if len(medians) < 2:
         return None
     return medians["hf_trainer"] / medians["nlpbook"]
-
-
-def matmul_peak_gflops(size: int = 2048, seconds: float = 2.0, rounds: int = 3) -> float:
-    """Best fp32 GFLOP/s of ``size`` x ``size`` matmuls over ``rounds`` loops of ``seconds``."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    out = torch.empty(size, size)
-    torch.mm(a, b, out=out)  # warm-up
-    best = 0.0
-    for _ in range(rounds):
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            torch.mm(a, b, out=out)
-            count += 1
-        best = max(best, 2 * size**3 * count / (time.perf_counter() - started) / 1e9)
-    return best
-
-
-@contextlib.contextmanager
-def step_timer(warmup: int, steps: int) -> Iterator[dict[str, float]]:
-    """Time ``steps`` training batches of nlpbook's LightningModule after ``warmup`` untimed ones:
-    from the first timed batch's start to the last one's end (optimizer step included)."""
-    from nlpbook.module import TaskModule
-
-    record = {"tokens": 0.0, "rows": 0.0, "start": math.nan, "end": math.nan}
-    original_start, original_end = TaskModule.on_train_batch_start, TaskModule.on_train_batch_end
-
-    def on_start(self: Any, batch: Any, batch_idx: int) -> Any:
-        if batch_idx == warmup:
-            record["start"] = time.perf_counter()
-        if warmup <= batch_idx < warmup + steps:
-            record["tokens"] += float(batch["attention_mask"].sum())
-            record["rows"] += float(batch["attention_mask"].shape[0])
-        return original_start(self, batch, batch_idx)
-
-    def on_end(self: Any, outputs: Any, batch: Any, batch_idx: int) -> Any:
-        result = original_end(self, outputs, batch, batch_idx)
-        if batch_idx == warmup + steps - 1:
-            record["end"] = time.perf_counter()
-        return result
-
-    TaskModule.on_train_batch_start, TaskModule.on_train_batch_end = on_start, on_end
-    try:
-        yield record
-    finally:
-        TaskModule.on_train_batch_start, TaskModule.on_train_batch_end = original_start, original_end
-
-
-def training_flops(options: argparse.Namespace) -> None:
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    warmup = 3
-    config = AutoConfig.from_pretrained(KCBERT_DIR, num_labels=2, num_hidden_layers=options.flops_layers)
-    model = read_first_token_only(AutoModelForSequenceClassification.from_config(config))
-    flops_per_token = model_flops_per_token(model)
-    # FLOPs per token that nlpbook does not run: the last layer's rows other than [CLS] (first_token.py)
-    last = model.bert.encoder.layer[-1]
-    skipped = [
-        last.attention.self.query,
-        last.attention.output.dense,
-        last.intermediate.dense,
-        last.output.dense,
-    ]
-    skipped_per_token = 6.0 * sum(p.numel() for m in skipped for p in m.parameters())
-    peak_before = matmul_peak_gflops()
-    print(
-        f"fp32 matmul peak (2048 x 2048, {torch.get_num_threads()} threads): {peak_before:.1f} GFLOP/s",
-        flush=True,
-    )
-    with tempfile.TemporaryDirectory(prefix="flops-") as tmp:
-        folder = Path(tmp) / "kcbert-config"
-        config.save_pretrained(folder)
-        kcbert_tokenizer().save_pretrained(folder)
-        args = ClassificationTrainArguments(
-            pretrained_model_name=str(folder),
-            random_init=True,  # kcbert-base's config; no weights are available offline
-            downstream_corpus_root_dir=str(SHARED_DATA / "korpora"),
-            downstream_model_dir=str(Path(tmp) / "run"),
-            max_train_samples=(warmup + options.flops_steps) * BATCH_SIZE,
-            max_eval_samples=BATCH_SIZE,
-            batch_size=BATCH_SIZE,
-            max_steps=warmup + options.flops_steps,
-            epochs=1,
-            seed=SEED,
-            accelerator="cpu",
-        )
-        with step_timer(warmup, options.flops_steps) as record:
-            nlpbook.train(args)
-    peak_after = matmul_peak_gflops()
-    peak = max(peak_before, peak_after)
-    seconds = record["end"] - record["start"]
-    gflops = flops_per_token * record["tokens"] / seconds / 1e9
-    print(f"fp32 matmul peak after the steps: {peak_after:.1f} GFLOP/s; using {peak:.1f}")
-    print(
-        f"kcbert-base size ({options.flops_layers} layers x 768, N = {flops_per_token / 6 / 1e6:.1f}M "
-        f"non-embedding parameters): {options.flops_steps} nlpbook training steps of batch {BATCH_SIZE} "
-        f"in {seconds:.1f}s, {record['tokens'] / seconds:.0f} real tokens/s = {gflops:.1f} GFLOP/s "
-        f"(6 x N x real tokens/s) = {gflops / peak:.0%} of the fp32 matmul peak"
-    )
-    executed = (
-        flops_per_token * record["tokens"] - skipped_per_token * (record["tokens"] - record["rows"])
-    ) / 1e9
-    print(
-        f"FLOPs nlpbook actually runs (the last layer's non-[CLS] rows left out): {executed / seconds:.1f} "
-        f"GFLOP/s = {executed / seconds / peak:.0%} of the peak (executed_flops_share_of_peak="
-        f"{executed / seconds / peak:.3f})"
-    )
-    print(f"training_flops_share_of_peak={gflops / peak:.3f}")
 
 
 def main() -> None:
