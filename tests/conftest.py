@@ -33,6 +33,13 @@ def write_tsv(path: Path, header: list[str], rows: list[tuple[str, ...]]) -> Pat
     return path
 
 
+def toy_sentiment_files(root: Path, train_rows: int, test_rows: int) -> dict[str, str]:
+    """``train_file``/``test_file`` arguments for a toy sentiment pair written under ``root``."""
+    train = write_tsv(root / "train.tsv", ["text", "label"], toy_sentiment(train_rows, 1))
+    test = write_tsv(root / "test.tsv", ["text", "label"], toy_sentiment(test_rows, 2))
+    return {"train_file": str(train), "test_file": str(test)}
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer BERT + WordPiece vocab saved with save_pretrained, loaded like a hub model."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_tsv
+from conftest import toy_sentiment_files, write_tsv
 from tiny_bert import toy_sentiment
 
 import nlpbook
@@ -35,13 +35,10 @@ def trained_classifier(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path
     export = root / "run" / "export"
     if (export / "nlpbook.json").is_file():
         return export
-    write_tsv(root / "train.tsv", ["text", "label"], toy_sentiment(400, 1))
-    write_tsv(root / "test.tsv", ["text", "label"], toy_sentiment(100, 2))
     args = ClassificationTrainArguments(
         pretrained_model_name=str(tiny_bert),
         downstream_model_dir=str(root / "run"),
-        train_file=str(root / "train.tsv"),
-        test_file=str(root / "test.tsv"),
+        **toy_sentiment_files(root, 400, 100),
         learning_rate=3e-3,
         epochs=3,
         max_seq_length=32,

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_tsv
-from tiny_bert import toy_sentiment
+from conftest import toy_sentiment_files
 from transformers import AutoTokenizer
 
 import nlpbook
@@ -25,10 +24,7 @@ from nlpbook.text import cut_long
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("settings-data")
-    train = write_tsv(root / "train.tsv", ["text", "label"], toy_sentiment(96, 1))
-    test = write_tsv(root / "test.tsv", ["text", "label"], toy_sentiment(32, 2))
-    return {"train_file": str(train), "test_file": str(test)}
+    return toy_sentiment_files(tmp_path_factory.mktemp("settings-data"), 96, 32)
 
 
 def arguments(

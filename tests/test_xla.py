@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_tsv
-from tiny_bert import toy_sentiment
+from conftest import toy_sentiment_files
 
 import nlpbook
 from nlpbook.classification import ClassificationTrainArguments
@@ -167,10 +166,7 @@ def test_the_prepared_4d_mask_gives_the_logits_of_the_2d_mask(attention: str) ->
 # --- the whole run on the CPU with an explicit bucket list (what a TPU run does with 'auto') ----
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("xla-data")
-    train = write_tsv(root / "train.tsv", ["text", "label"], toy_sentiment(100, 1))
-    test = write_tsv(root / "test.tsv", ["text", "label"], toy_sentiment(40, 2))
-    return {"train_file": str(train), "test_file": str(test)}
+    return toy_sentiment_files(tmp_path_factory.mktemp("xla-data"), 100, 40)
 
 
 def run(tiny_bert: Path, files: dict[str, str], folder: Path, **extra: object) -> None:
