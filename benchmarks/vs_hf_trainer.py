@@ -59,18 +59,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import SHARED_DATA, save_small_bert  # noqa: E402
-from flops_share import training_flops  # noqa: E402
+from flops_share import BATCH_SIZE, SEED, training_flops  # noqa: E402
 
 import nlpbook  # noqa: E402
 from nlpbook.classification import ClassificationTrainArguments  # noqa: E402
 from nlpbook.corpus import read_table  # noqa: E402
 
-BATCH_SIZE = 32
 LEARNING_RATE = 5e-5
 WEIGHT_DECAY = 0.01
 WARMUP_RATIO = 0.1
 MAX_SEQ_LENGTH = 128
-SEED = 7
 LABELS = ["negative", "positive"]  # what nlpbook reads NSMC's 0/1 as
 
 

@@ -14,13 +14,14 @@ the full layer's. That changes which units drop, not how many, the way a differe
 ``tests/test_first_token.py`` checks outputs and gradients against the full layer with dropout
 off, and the rest of the suite trains through it.
 
-Only transformers' own ``BertLayer`` inside a ``BertForSequenceClassification`` encoder
-(``model_type == "bert"``, no decoder, no cross-attention) is changed; any other model is left as it
+Only transformers' own ``BertLayer`` at the end of a ``BertForSequenceClassification`` itself (not a
+subclass; with its pooler, no decoder, no cross-attention) is changed; any other model is left as it
 is, so a model this code does not know trains as before.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,8 @@ __all__ = ["read_first_token_only", "reads_first_token_only"]
 logger = logging.getLogger(__name__)
 
 
-def _first_token_layer_class() -> type:
+@functools.cache
+def _layer_class() -> type:
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
     from transformers.models.bert.modeling_bert import BertLayer, eager_attention_forward
 
@@ -82,16 +84,6 @@ def reads_first_token_only(model: Any) -> bool:
         return False
     layers = model.bert.encoder.layer
     return len(layers) > 0 and type(layers[-1]) in (BertLayer, _layer_class())
-
-
-_LAYER_CLASS: type | None = None
-
-
-def _layer_class() -> type:
-    global _LAYER_CLASS
-    if _LAYER_CLASS is None:
-        _LAYER_CLASS = _first_token_layer_class()
-    return _LAYER_CLASS
 
 
 def __getattr__(name: str) -> type:

@@ -7,11 +7,10 @@ per-feature arrays here; what the arrays mean is the task's business (``Task.met
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -153,7 +152,7 @@ def _dynamic_int8(model: Any) -> Any:
     return quantized
 
 
-@contextlib.contextmanager
+@contextmanager
 def _quantized_engine(name: str) -> Iterator[None]:
     """Pack int8 weights for ``name``'s kernels, then put torch's process-wide setting back.
 
@@ -162,8 +161,7 @@ def _quantized_engine(name: str) -> Iterator[None]:
     (4 kcbert-base layers, batch 64, 1 thread, this project's AVX2 machine; the logits differ from
     float32's by the same 0.02-0.03). Where a torch build lacks oneDNN, its default engine is used.
     """
-    engines = torch.backends.quantized.supported_engines
-    if name not in engines:
+    if name not in torch.backends.quantized.supported_engines:
         yield
         return
     before = torch.backends.quantized.engine
