@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import json
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from nlpbook.module import TaskModule
 from nlpbook.predictor import run_model
 from nlpbook.preflight import preflight
 from nlpbook.pretrained import load_pretrained
+from nlpbook.process_memory import freed_memory_kept, old_objects_frozen
 from nlpbook.rundir import check_resumed_labels, check_run_dir, record_run, run_lock
 from nlpbook.tasks import Task, get_task
 from nlpbook.trainer import build_trainer
@@ -54,26 +53,6 @@ def _limit(examples: list[Any], limit: int | None) -> list[Any]:
     return examples if limit is None else examples[:limit]
 
 
-@contextlib.contextmanager
-def _old_objects_frozen() -> Iterator[None]:
-    """Python's cyclic garbage collector leaves the objects that exist before the run alone.
-
-    By the time a run starts, torch, transformers and Lightning hold about half a million Python
-    objects. Reading a corpus makes tens of thousands more, and that triggers full collections that
-    walk all of them. In a 3,200-row NSMC run that took 0.5 s, and reading both NSMC files took
-    1.3 s instead of 0.45 s. Frozen objects are only skipped by the collector, not kept alive by it:
-    the freeze ends with the run. A program that froze objects itself is left as it is.
-    """
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def train(args: TrainArguments) -> Path:
     """Fine-tune, checkpoint into ``downstream_model_dir`` and write its export; returns the export folder.
 
@@ -83,7 +62,13 @@ def train(args: TrainArguments) -> Path:
     check that fails on one rank raises on all (``nlpbook.cluster``).
     """
     task = _task_of(args)
-    with run_group(args) as group, contextlib.ExitStack() as folder, quiet_libraries(), _old_objects_frozen():
+    with (
+        run_group(args) as group,
+        contextlib.ExitStack() as folder,
+        quiet_libraries(),
+        old_objects_frozen(),
+        freed_memory_kept(),
+    ):
         # The device and the run folder, before any data is read; on every machine, and if they
         # fail on one, all stop (a machine whose GPU is missing must not leave the others waiting).
         group.together(lambda: preflight(args))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import json
+import resource
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from nlpbook.classification import ClassificationTrainArguments
 from nlpbook.data import Collator
 from nlpbook.logs import training_log
 from nlpbook.paircls import PairClassificationTrainArguments
+from nlpbook.process_memory import MALLOC_ENVIRONMENT, _glibc, freed_memory_kept, old_objects_frozen
 from nlpbook.tasks import TASKS, Head, InputField
 from nlpbook.text import TextTask
 
@@ -153,20 +155,44 @@ def test_import_and_help_do_not_load_torch_or_lightning() -> None:
 
 
 def test_runs_freeze_older_objects_for_the_collector_and_leave_it_as_found() -> None:
-    from nlpbook.commands import _old_objects_frozen
-
     def frozen(obj: object) -> bool:  # gc.get_objects() lists every generation but the frozen one
         return not any(o is obj for o in gc.get_objects())
 
     older = ["made before the run"]
-    with _old_objects_frozen():
+    with old_objects_frozen():
         assert gc.get_freeze_count() > 0 and frozen(older)  # full collections skip it
     assert gc.get_freeze_count() == 0 and not frozen(older)
     gc.freeze()  # a program that froze its own objects (e.g. before forking workers) keeps them frozen
     try:
-        with _old_objects_frozen():
+        with old_objects_frozen():
             pass
         # not a count: objects of other threads (a test's server) may be freed meanwhile
         assert frozen(older)
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.skipif(_glibc() is None, reason="glibc's malloc only (Linux, Colab)")
+def test_runs_reuse_freed_memory_without_page_faults_and_hand_it_back_after(monkeypatch) -> None:
+    import ctypes
+
+    for name in MALLOC_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    libc, size = _glibc(), 64 << 20
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+
+    def page_faults_of_reallocating(times: int = 3) -> int:
+        before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        for _ in range(times):
+            block = libc.malloc(size)
+            ctypes.memset(block, 1, size)  # written: fresh pages fault in
+            libc.free(block)
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+
+    with freed_memory_kept():
+        during = page_faults_of_reallocating()
+    after = page_faults_of_reallocating()
+    # the first block's 16,384 pages fault in once; then the freed block is used again
+    assert during <= 16_384 + 100, f"{during} page faults: freed blocks went back to the kernel in the run"
+    assert after >= 3 * 32, f"{after} page faults: 64 MiB blocks should be mapped afresh after the run"
