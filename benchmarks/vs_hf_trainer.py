@@ -6,9 +6,11 @@
 1. Both sides train the same model folder (kcbert-base's vocab and config cut to 4 layers x 256,
    random weights written with ``save_pretrained``) on the same first ``--train_rows`` NSMC
    training rows for 1 epoch, batch 32, and score the first ``--eval_rows`` NSMC test rows at the
-   end, with the same torch threads, in one process. Runs alternate (HF, nlpbook, HF, ...);
-   each side's median wall time of ``--repeats`` runs is kept. Each run is timed whole, from
-   reading the rows to the model written on disk:
+   end, with the same torch threads. Runs alternate (HF, nlpbook, HF, ...), each in a fresh Python
+   process so that nothing one run leaves set in its process (the allocator's thresholds, the
+   garbage collector, caches) carries over to the next; each side's median wall time of
+   ``--repeats`` runs is kept. Each run is timed whole inside its process, from reading the rows
+   to the model written on disk (imports and the process start are not counted):
 
    - nlpbook: one ``nlpbook.train(ClassificationTrainArguments(...))`` call with its defaults
      (AdamW with no decay on biases/LayerNorm, weight decay 0.01, lr 5e-5, linear schedule with
@@ -44,13 +46,14 @@ interleaving keeps the ratio meaningful while the absolute figures are not.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -186,11 +189,45 @@ def run_hf(model_dir: Path, out: Path, options: argparse.Namespace) -> dict[str,
     return {"eval_accuracy": metrics.get("eval_accuracy"), "eval_loss": metrics.get("eval_loss")}
 
 
+SIDES: dict[str, Callable[[Path, Path, argparse.Namespace], dict[str, Any]]] = {
+    "hf_trainer": run_hf,
+    "nlpbook": run_nlpbook,
+}
+
+
+def run_in_fresh_process(
+    name: str, model_dir: Path, out: Path, options: argparse.Namespace
+) -> tuple[float, dict[str, Any]]:
+    """One side's run in a new Python process, timed there: whatever a run leaves set in its
+    process (the allocator's thresholds, the collector, caches) cannot favour the next side."""
+    command = [sys.executable, __file__, "--one_run", name, "--model_dir", str(model_dir), "--out", str(out)]
+    command += ["--train_rows", str(options.train_rows), "--eval_rows", str(options.eval_rows)]
+    command += ["--precision", options.precision, "--threads", str(torch.get_num_threads())]
+    child = subprocess.run(command, capture_output=True, text=True)
+    if child.returncode:
+        raise RuntimeError(f"exit {child.returncode}: {child.stderr.strip()[-3000:]}")
+    report = json.loads(child.stdout.strip().splitlines()[-1])
+    return report["seconds"], report["result"]
+
+
+def one_run(options: argparse.Namespace) -> None:
+    """The child side of ``run_in_fresh_process``: one run, then a JSON line with its time.
+
+    Both sides' libraries are imported first, untimed, as they were by the time a run started when
+    both sides shared one process."""
+    import pytorch_lightning  # noqa: F401
+    import transformers.trainer  # noqa: F401
+
+    import nlpbook.commands  # noqa: F401
+
+    torch.mm(torch.ones(64, 64), torch.ones(64, 64))  # torch's thread pool and kernels start untimed
+    started = time.perf_counter()
+    result = SIDES[options.one_run](Path(options.model_dir), Path(options.out), options)
+    print(json.dumps({"seconds": time.perf_counter() - started, "result": result}))
+
+
 def compare_whole_runs(options: argparse.Namespace) -> float | None:
-    sides: dict[str, Callable[[Path, Path, argparse.Namespace], dict[str, Any]]] = {
-        "hf_trainer": run_hf,
-        "nlpbook": run_nlpbook,
-    }
+    sides = SIDES
     seconds: dict[str, list[float]] = {name: [] for name in sides}
     failed: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="vs-hf-") as tmp:
@@ -198,22 +235,21 @@ def compare_whole_runs(options: argparse.Namespace) -> float | None:
 
         model_dir = save_small_bert(Path(tmp) / "small-bert", AutoModelForSequenceClassification, 2)
         for repeat in range(options.repeats):
-            for name, run in sides.items():
+            for name in sides:
                 if name in failed:
                     continue
-                out = Path(tmp) / f"{name}-{repeat}"
-                started = time.perf_counter()
                 try:
-                    result = run(model_dir, out, options)
-                except Exception as error:  # noqa: BLE001 - reported, and the other side still runs
-                    failed[name] = f"{type(error).__name__}: {error}"
+                    elapsed, result = run_in_fresh_process(
+                        name, model_dir, Path(tmp) / f"{name}-{repeat}", options
+                    )
+                except RuntimeError as error:  # reported, and the other side still runs
+                    failed[name] = str(error)
                     print(f"{name} failed in {options.precision}: {failed[name]}", flush=True)
-                    traceback.print_exc()
                     continue
-                seconds[name].append(time.perf_counter() - started)
+                seconds[name].append(elapsed)
                 print(
-                    f"run {repeat + 1} {name:10s} {seconds[name][-1]:6.1f}s "
-                    f"= {options.train_rows / seconds[name][-1]:6.1f} training rows/s end to end  {result}",
+                    f"run {repeat + 1} {name:10s} {elapsed:6.1f}s "
+                    f"= {options.train_rows / elapsed:6.1f} training rows/s end to end  {result}",
                     flush=True,
                 )
     medians = {name: statistics.median(values) for name, values in seconds.items() if values}
@@ -238,12 +274,18 @@ def main() -> None:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--flops_steps", type=int, default=20, help="timed kcbert-base steps (0: skip)")
     parser.add_argument("--flops_layers", type=int, default=12, help="kcbert-base: 12")
+    parser.add_argument("--one_run", choices=sorted(SIDES), help=argparse.SUPPRESS)  # a child's side
+    parser.add_argument("--model_dir", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.threads:
         torch.set_num_threads(options.threads)
     logging.basicConfig(level=logging.WARNING)
     for name in ("pytorch_lightning", "lightning", "nlpbook", "transformers"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    if options.one_run:
+        one_run(options)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision {options.precision}")
 
     if options.flops_steps:
