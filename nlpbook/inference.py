@@ -60,7 +60,8 @@ def run_model(
     padded per batch (``output_rows`` cuts per-token outputs back to each feature's length).
 
     Over more than one batch on the CPU, freed memory is kept for the next batch (``process_memory``):
-    a kcbert-base batch's activations are tens of MB, and faulting them in afresh cost 5-10%.
+    a kcbert-base batch's activations are tens of MB, and faulting them in afresh cost 5-15% of a
+    batch (float32 and int8 alike).
     """
     if not features:
         return []
