@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -37,7 +38,7 @@ from nlpbook.module import make_optimizer  # noqa: E402
 from nlpbook.process_memory import freed_memory_kept  # noqa: E402
 
 
-def model_and_step(options: argparse.Namespace) -> tuple[nn.Module, object]:
+def model_and_step(options: argparse.Namespace) -> tuple[nn.Module, Callable[[], float]]:
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)

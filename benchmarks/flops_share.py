@@ -151,10 +151,10 @@ def training_flops(options: argparse.Namespace) -> None:
     def executed(step: dict[str, float]) -> float:  # without the last layer's non-[CLS] rows
         return flops_per_token * step["tokens"] - skipped_per_token * (step["tokens"] - step["rows"])
 
-    paired = share(lambda step: flops_per_token * step["tokens"])
+    paired, paired_executed = share(lambda step: flops_per_token * step["tokens"]), share(executed)
     print(
         f"each step against the peak sampled right after it, median: {paired:.0%} (6 x N); "
-        f"{share(executed):.0%} for the FLOPs nlpbook actually runs "
-        f"(executed_flops_share_of_peak={share(executed):.3f})"
+        f"{paired_executed:.0%} for the FLOPs nlpbook actually runs "
+        f"(executed_flops_share_of_peak={paired_executed:.3f})"
     )
     print(f"training_flops_share_of_peak={paired:.3f}")

@@ -30,14 +30,16 @@
 
 2. Real-token training FLOP/s at kcbert-base size (its config, ``--flops_layers`` deep, random
    weights): ``nlpbook.train`` for ``--flops_steps`` timed steps of batch 32 on NSMC rows (after 3
-   untimed ones), timed from the first timed batch's start to the last one's end with hooks on
-   nlpbook's LightningModule, so whatever nlpbook does per step is counted. FLOP/s is
+   untimed ones), timed with hooks on nlpbook's LightningModule from the first timed batch's start
+   to the last one's end, less the peak samples below, so whatever nlpbook does per step is
+   counted. FLOP/s is
    6 x N x real (non-padding) tokens / s with N the non-embedding parameters, shown as a share of
-   the fp32 matmul peak measured in the same script (a 2048 x 2048 matmul loop, before and after
-   the steps; the higher is used). ``--flops_steps 0`` skips this part. The code is in
-   ``flops_share.py``. 6 x N counts the whole
-   last layer, whose non-[CLS] rows nlpbook leaves out (``nlpbook/first_token.py``): the FLOP/s
-   actually run, without them, are printed as ``executed_flops_share_of_peak`` before the last line.
+   the fp32 matmul peak measured in the same script: a 0.5 s 2048 x 2048 matmul loop after each
+   timed step (outside its timing), each step's FLOP/s over the sample right after it, median over
+   the steps. ``--flops_steps 0`` skips this part. The code is in ``flops_share.py``. 6 x N counts
+   the whole last layer, whose non-[CLS] rows nlpbook leaves out (``nlpbook/first_token.py``): the
+   FLOP/s actually run, without them, are printed as ``executed_flops_share_of_peak`` before the
+   last line.
 
 Timings are wall-clock: on a machine shared with other jobs both sides slow down, and the
 interleaving keeps the ratio meaningful while the absolute figures are not.
@@ -227,15 +229,14 @@ def one_run(options: argparse.Namespace) -> None:
 
 
 def compare_whole_runs(options: argparse.Namespace) -> float | None:
-    sides = SIDES
-    seconds: dict[str, list[float]] = {name: [] for name in sides}
+    seconds: dict[str, list[float]] = {name: [] for name in SIDES}
     failed: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="vs-hf-") as tmp:
         from transformers import AutoModelForSequenceClassification
 
         model_dir = save_small_bert(Path(tmp) / "small-bert", AutoModelForSequenceClassification, 2)
         for repeat in range(options.repeats):
-            for name in sides:
+            for name in SIDES:
                 if name in failed:
                     continue
                 try:
