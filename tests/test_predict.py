@@ -7,9 +7,11 @@ enough to prove the generic paths (inputs, files, output shape) work for them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -69,6 +71,21 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Pat
 @pytest.fixture(scope="module")
 def predictor(export_dir: Path) -> Predictor:
     return Predictor.from_pretrained(export_dir, device="cpu", batch_size=4)
+
+
+def test_prediction_over_several_batches_keeps_freed_memory(predictor: Predictor, monkeypatch) -> None:
+    opened: list[int] = []
+
+    @contextlib.contextmanager
+    def recorded() -> Iterator[None]:
+        opened.append(1)
+        yield
+
+    monkeypatch.setattr("nlpbook.inference.freed_memory_kept", recorded)
+    predictor(["정말 최고 영화"] * 4)  # one batch of the fixture's 4: nothing to keep between batches
+    assert opened == []
+    predictor(["정말 최고 영화"] * 9)
+    assert opened == [1]
 
 
 def test_single_list_and_accuracy(predictor: Predictor) -> None:
