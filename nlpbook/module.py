@@ -25,12 +25,12 @@ from nlpbook.inference import output_rows
 from nlpbook.logs import START_STEP_FILE
 from nlpbook.schedule import LinearSchedule
 from nlpbook.tasks import Features, Task
+from nlpbook.trainer import scales_gradients
 from nlpbook.xla import additive_attention_mask, on_xla, xla_sync
 
 __all__ = ["TaskModule", "NonFiniteLossError", "make_optimizer", "use_fused_adamw"]
 
 logger = logging.getLogger(__name__)
-MIXED = ("16-mixed", "bf16-mixed")
 
 
 class TaskModule(pl.LightningModule):
@@ -124,7 +124,7 @@ class TaskModule(pl.LightningModule):
         self.log_dict(scalars, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        fused = use_fused_adamw(self.args.resolved_precision, self.args.max_grad_norm)
+        fused = use_fused_adamw(scales_gradients(self.trainer.precision_plugin), self.args.max_grad_norm)
         optimizer = make_optimizer(self.model, self.args.learning_rate, self.args.weight_decay, fused)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = LinearSchedule(math.ceil(total * self.args.warmup_ratio), total)
@@ -210,15 +210,15 @@ def _non_finite(value: float | str, step: int) -> NonFiniteLossError:
     )
 
 
-def use_fused_adamw(precision: str, max_grad_norm: float | None) -> bool:
-    """The fused AdamW kernel unless a mixed precision must clip gradients.
+def use_fused_adamw(scaled_gradients: bool, max_grad_norm: float | None) -> bool:
+    """The fused AdamW kernel unless a GradScaler's gradients must be clipped.
 
-    Lightning's mixed-precision plugins (fp16 and bf16 alike) refuse to clip the gradients of an
-    optimizer that unscales them itself, which the fused kernel declares it does: bf16-mixed with
-    the default max_grad_norm=1.0 crashed on the first step. The multi-tensor ("foreach") kernel
-    clips fine; fused stays for full precision and bf16-true, where it is fastest.
+    The fused kernel unscales a GradScaler's gradients inside its step (16-mixed on a GPU), after
+    the point where Lightning clips them, so Lightning refuses to clip there. The multi-tensor
+    ("foreach") kernel clips fine. Everywhere else (full precision, bf16-true, and bf16-mixed,
+    which has no scaler: ``trainer.UnscaledMixedPrecision``) fused runs, as it is fastest.
     """
-    return not (precision in MIXED and max_grad_norm is not None)
+    return not (scaled_gradients and max_grad_norm is not None)
 
 
 def make_optimizer(

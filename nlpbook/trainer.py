@@ -11,16 +11,19 @@ import warnings
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.plugins.precision import MixedPrecision, Precision
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+from pytorch_lightning.utilities import GradClipAlgorithmType
 
 from nlpbook.arguments import TrainArguments
 from nlpbook.checkpoints import LAST_CHECKPOINT, AtomicCheckpointIO, LastCheckpoint
 from nlpbook.cluster import external_launch
 from nlpbook.progress import ProgressBar
 
-__all__ = ["build_trainer", "devices_and_accelerator"]
+__all__ = ["build_trainer", "devices_and_accelerator", "scales_gradients"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,4 +124,35 @@ def _make_trainer(**options: Any) -> pl.Trainer:
     external = environment is not None and environment.creates_processes_externally  # torchrun, SLURM
     if isinstance(launcher, _SubprocessScriptLauncher) and not external:
         trainer = pl.Trainer(**options, strategy="ddp_spawn")
+    if type(trainer.precision_plugin) is MixedPrecision and not scales_gradients(trainer.precision_plugin):
+        trainer.precision_plugin.__class__ = UnscaledMixedPrecision
     return trainer
+
+
+def scales_gradients(plugin: Precision) -> bool:
+    """Whether ``plugin`` multiplies the loss by a GradScaler's factor (16-mixed on a GPU)."""
+    return getattr(plugin, "scaler", None) is not None
+
+
+class UnscaledMixedPrecision(MixedPrecision):
+    """Lightning's bf16 autocast, letting a fused optimizer's gradients be clipped.
+
+    Lightning refuses to clip the gradients of an optimizer that unscales them itself, which fused
+    AdamW declares it does: under fp16's GradScaler the gradients would be clipped while still
+    scaled. bf16 autocast has no scaler, so the gradients are the true float32 ones and clipping
+    them before the fused step is exact. Without this, bf16-mixed with the default
+    ``max_grad_norm`` had to fall back to the multi-tensor AdamW: a 4 x 256 CPU step took 116 ms
+    instead of 80 ms, and the whole run was slower than Hugging Face ``Trainer``'s bf16 one.
+    ``_make_trainer`` swaps the class of the plugin Lightning chose, so the device it picked stays.
+    """
+
+    def clip_gradients(
+        self,
+        optimizer: torch.optim.Optimizer,
+        clip_val: float = 0.0,
+        gradient_clip_algorithm: GradClipAlgorithmType = GradClipAlgorithmType.NORM,
+    ) -> None:
+        if scales_gradients(self):
+            super().clip_gradients(optimizer, clip_val, gradient_clip_algorithm)
+        else:
+            Precision.clip_gradients(self, optimizer, clip_val, gradient_clip_algorithm)
