@@ -140,8 +140,9 @@ class LengthGroupedSampler(Sampler[int]):
     """Indices in an order where each run of ``batch_size`` has similar lengths.
 
     Shuffles, cuts the order into chunks of 50 batches, sorts each chunk by length and shuffles
-    the batches: random enough for SGD, and nearly pad-free. Deterministic per (seed, epoch), so a
-    run resumed mid-epoch can skip exactly the batches it already trained on.
+    the batches: random enough for SGD, and nearly pad-free. The batch with the longest examples
+    comes first (``_longest_first``). Deterministic per (seed, epoch), so a run resumed mid-epoch
+    can skip exactly the batches it already trained on.
 
     On several devices every process computes the same batches and takes every ``world_size``-th
     (``shard``), so batches stay length-grouped; Lightning's own distributed sampler would
@@ -206,7 +207,17 @@ class LengthGroupedSampler(Sampler[int]):
         # last, keeping the DataLoader's cuts (every batch_size indices) on our batch boundaries.
         short = batches.pop() if batches and len(batches[-1]) < self.batch_size else None
         rng.shuffle(batches)
+        batches = self._longest_first(batches)
         return batches + [short] if short else batches
+
+    def _longest_first(self, batches: list[list[int]]) -> list[list[int]]:
+        """The ``world_size`` batches holding the longest examples first, one per device: a batch
+        too long for the device's memory fails in the first step, not hours into the epoch, and on
+        the CPU the heap grows to its largest size once, at the start (a kcbert-base step that
+        first met a 64-token batch mid-run faulted in 1.4 GB and took 10 s instead of about 6)."""
+        by_length = sorted(range(len(batches)), key=lambda b: -max(self.lengths[i] for i in batches[b]))
+        first = by_length[: self.world_size]
+        return [batches[b] for b in first] + [batch for b, batch in enumerate(batches) if b not in first]
 
     def own_batches(self) -> list[list[int]]:
         """This process's batches of the current epoch (all of them on a single device)."""

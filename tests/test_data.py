@@ -61,6 +61,24 @@ def test_sampler_is_a_permutation_that_changes_per_epoch():
     assert first != second
 
 
+@pytest.mark.parametrize("world_size", [1, 3])
+def test_every_device_starts_each_epoch_with_one_of_the_longest_batches(world_size):
+    # A batch too long for memory must fail in the first step, not hours into an epoch.
+    lengths = random.Random(0).sample(range(1000), 512)  # distinct lengths; 32 full batches of 16
+    for epoch in (0, 1):
+        whole = LengthGroupedSampler(lengths, batch_size=16, seed=0)
+        whole.set_epoch(epoch)
+        longest = sorted((max(lengths[i] for i in b) for b in whole.batches()), reverse=True)
+        firsts = []
+        for rank in range(world_size):
+            sampler = LengthGroupedSampler(lengths, batch_size=16, seed=0)
+            sampler.shard(rank, world_size)
+            sampler.set_epoch(epoch)
+            firsts.append(max(lengths[i] for i in list(sampler)[:16]))
+        assert sorted(firsts, reverse=True) == longest[:world_size]
+        assert firsts[0] == max(lengths)
+
+
 def test_sampler_skips_exactly_the_batches_already_trained():
     sampler = LengthGroupedSampler([i % 23 for i in range(300)], batch_size=10, seed=5)
     sampler.set_epoch(2)
