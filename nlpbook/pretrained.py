@@ -85,10 +85,12 @@ def load_pretrained(args: Any, task: Task, label_names: list[str]) -> tuple[Any,
 
 def _for_training(model: Any) -> Any:
     """The model with nlpbook's faster equivalents: the [CLS]-only last layer of a sentence
-    classifier (``first_token``) and dropout masks drawn 16 bits at a time on the CPU (``cpu_dropout``)."""
+    classifier (``first_token``), encoder layers that skip padded rows (``skip_padding``) and
+    dropout masks drawn 16 bits at a time on the CPU (``cpu_dropout``)."""
     from nlpbook.cpu_dropout import use_cpu_dropout
+    from nlpbook.skip_padding import skip_padding
 
-    return use_cpu_dropout(read_first_token_only(model))
+    return use_cpu_dropout(skip_padding(read_first_token_only(model)))
 
 
 def check_model_folder(name: str, random_init: bool = False) -> bool:
