@@ -1,4 +1,4 @@
-"""A/B of two CPU training-step changes, each against what it replaced, in the same run.
+"""A/B of three CPU training-step changes, each against what it replaced, in the same run.
 
     python benchmarks/cpu_step_ab.py [--layers 12] [--hidden 768] [--length 24] [--steps 8] [--threads 2]
 
@@ -11,8 +11,13 @@ nlpbook's optimizer (fused AdamW) and clipping at 1.0, and its [CLS]-only last l
 2. glibc malloc: default vs ``nlpbook.process_memory.freed_memory_kept``, each in a fresh process
    (the setting is process-wide), alternating, ``--rounds`` of each; median step times and page
    faults per step.
+3. Padding: transformers' ``BertEncoder`` vs ``nlpbook.skip_padding``'s encoder, switched every
+   step in one process, on a batch whose rows are ``--length``, ``--length`` - 1 and ``--length``
+   - 2 tokens long in turn (4% padding at 24 tokens, as length-grouped NSMC batches have), with
+   ``CpuDropout`` and freed memory kept on both sides.
 
-Last lines: ``cpu_dropout_speedup=<x>`` and ``freed_memory_kept_speedup=<x>`` (above 1: faster).
+Last lines: ``cpu_dropout_speedup=<x>``, ``freed_memory_kept_speedup=<x>`` and
+``skip_padding_speedup=<x>`` (above 1: faster).
 """
 
 from __future__ import annotations
@@ -36,9 +41,12 @@ from nlpbook.cpu_dropout import CpuDropout  # noqa: E402
 from nlpbook.first_token import read_first_token_only  # noqa: E402
 from nlpbook.module import make_optimizer  # noqa: E402
 from nlpbook.process_memory import freed_memory_kept  # noqa: E402
+from nlpbook.skip_padding import PaddingSkippingBertEncoder, skip_padding  # noqa: E402
 
 
-def model_and_step(options: argparse.Namespace) -> tuple[nn.Module, Callable[[], float]]:
+def model_and_step(
+    options: argparse.Namespace, ragged: bool = False
+) -> tuple[nn.Module, Callable[[], float]]:
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
@@ -53,7 +61,11 @@ def model_and_step(options: argparse.Namespace) -> tuple[nn.Module, Callable[[],
     model = read_first_token_only(BertForSequenceClassification(config)).train()
     optimizer = make_optimizer(model, 5e-5, 0.01, fused=True)
     ids = torch.randint(5, 30000, (32, options.length))
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.randint(0, 2, (32,))}
+    mask = torch.ones_like(ids)
+    if ragged:  # rows of length, length - 1, length - 2, ... tokens
+        for row in range(len(mask)):
+            mask[row, options.length - row % 3 :] = 0
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.randint(0, 2, (32,))}
 
     def step() -> float:
         started = time.perf_counter()
@@ -118,6 +130,34 @@ def compare_malloc(options: argparse.Namespace) -> float:
     return medians["default"] / medians["kept"]
 
 
+def compare_skip_padding(options: argparse.Namespace) -> float:
+    from transformers.models.bert.modeling_bert import BertEncoder
+
+    model, step = model_and_step(options, ragged=True)
+    set_dropout(model, CpuDropout)
+    skip_padding(model)
+    encoder = model.bert.encoder
+    times: dict[type, list[float]] = {BertEncoder: [], PaddingSkippingBertEncoder: []}
+    with freed_memory_kept():
+        for kind in times:  # warm-up
+            encoder.__class__ = kind
+            step()
+        for _ in range(options.steps):
+            for kind, values in times.items():
+                encoder.__class__ = kind
+                values.append(step())
+    padded, skipping = (
+        statistics.median(times[BertEncoder]),
+        statistics.median(times[PaddingSkippingBertEncoder]),
+    )
+    padding = sum(row % 3 for row in range(32)) / (32 * options.length)
+    print(
+        f"padding ({padding:.1%} of the batch): every row {padded * 1000:.0f} ms/step, "
+        f"real tokens only {skipping * 1000:.0f} ms/step (medians)"
+    )
+    return padded / skipping
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--layers", type=int, default=12)
@@ -139,8 +179,10 @@ def main() -> None:
     )
     dropout = compare_dropout(options)
     malloc = compare_malloc(options)
+    padding = compare_skip_padding(options)
     print(f"cpu_dropout_speedup={dropout:.3f}")
     print(f"freed_memory_kept_speedup={malloc:.3f}")
+    print(f"skip_padding_speedup={padding:.3f}")
 
 
 if __name__ == "__main__":
