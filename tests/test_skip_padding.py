@@ -120,6 +120,18 @@ def test_the_padded_path_runs_when_nothing_is_padded_or_layers_are_recorded() ->
         )
 
 
+def test_bf16_autocast_keeps_the_padded_path() -> None:
+    """Measured slower there (skip_padding.pays_off): the output is the plain model's, bit for bit."""
+    padded, skipping = padded_and_skipping(BertForTokenClassification, "sdpa")
+    batch = padded_batch(per_token=True)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = skipping.eval().bert(**inputs).last_hidden_state
+        want = padded.eval().bert(**inputs).last_hidden_state
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert got[batch["attention_mask"] == 0].abs().max() > 0  # padded rows computed, as transformers does
+
+
 def test_trains_with_dropout_and_keeps_state_dict_and_pickles(tmp_path: Path) -> None:
     padded, skipping = padded_and_skipping(BertForSequenceClassification, "sdpa")
     assert list(skipping.state_dict()) == list(padded.state_dict())
