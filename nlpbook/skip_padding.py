@@ -58,8 +58,8 @@ def pays_off(hidden_states: torch.Tensor) -> bool:
     """Whether skipping padded rows was measured to pay here: float32 on the CPU.
 
     On the CPU with bf16 autocast the same kcbert-base step ran 4-6% slower skipping 4% padding
-    (the gathers and scatters cost more than the bf16 matmuls they save); GPUs have not been
-    measured; on XLA every new number of real tokens would compile a new graph."""
+    (one layer alone showed no difference; the cause was not found); GPUs have not been measured;
+    on XLA every new number of real tokens would compile a new graph."""
     import torch
 
     return (
