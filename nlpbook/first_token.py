@@ -33,10 +33,33 @@ __all__ = ["read_first_token_only", "reads_first_token_only"]
 logger = logging.getLogger(__name__)
 
 
+def configured_attention(
+    attention: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """The context ``(batch, length, heads, size)`` from the attention function ``attention`` (a
+    ``BertSelfAttention``) was configured with (sdpa, eager, ...), with its dropout and scaling:
+    what its own forward computes after the query, key and value projections."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    from transformers.models.bert.modeling_bert import eager_attention_forward
+
+    interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+        attention.config._attn_implementation, eager_attention_forward
+    )
+    context, _weights = interface(
+        attention,
+        query,
+        key,
+        value,
+        mask,
+        dropout=attention.dropout.p if attention.training else 0.0,
+        scaling=attention.scaling,
+    )
+    return context
+
+
 @functools.cache
 def _layer_class() -> type:
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-    from transformers.models.bert.modeling_bert import BertLayer, eager_attention_forward
+    from transformers.models.bert.modeling_bert import BertLayer
 
     class FirstTokenBertLayer(BertLayer):
         """``BertLayer`` whose output has one row per example: the first token's."""
@@ -53,17 +76,12 @@ def _layer_class() -> type:
 
             if attention_mask is not None and attention_mask.dim() == 4 and attention_mask.shape[-2] > 1:
                 attention_mask = attention_mask[:, :, :1]  # the mask row of the one query kept
-            interface = ALL_ATTENTION_FUNCTIONS.get_interface(
-                attention.config._attn_implementation, eager_attention_forward
-            )
-            context, _weights = interface(
+            context = configured_attention(
                 attention,
                 heads(attention.query(first)),
                 heads(attention.key(hidden_states)),
                 heads(attention.value(hidden_states)),
                 attention_mask,
-                dropout=attention.dropout.p if attention.training else 0.0,
-                scaling=attention.scaling,
             )
             attention_output = self.attention.output(context.reshape(batch, 1, -1), first)
             return self.feed_forward_chunk(attention_output)

@@ -34,6 +34,8 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
+from nlpbook.first_token import configured_attention
+
 if TYPE_CHECKING:
     import torch
 
@@ -79,32 +81,29 @@ def _collecting_outputs() -> bool:
     return bool(_active_collector.get())  # {} when the call records nothing
 
 
+def _scatter(rows: torch.Tensor, where: torch.Tensor, count: int) -> torch.Tensor:
+    """``(count, width)`` with ``rows`` at flat positions ``where`` and zeros elsewhere."""
+    return rows.new_zeros(count, rows.shape[-1]).index_copy(0, where, rows)
+
+
 def layer_on_real_tokens(
     layer: Any, tokens: torch.Tensor, where: torch.Tensor, shape: tuple[int, int], mask: torch.Tensor
 ) -> torch.Tensor:
     """One ``BertLayer`` over ``tokens``, the real rows of a ``shape`` batch at flat positions
     ``where``; attention runs on the padded shape under ``mask``."""
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-    from transformers.models.bert.modeling_bert import eager_attention_forward
-
     attention = layer.attention.self
     batch, length = shape
 
     def heads(rows: torch.Tensor) -> torch.Tensor:  # (tokens, hidden) -> (batch, heads, length, size)
-        padded = rows.new_zeros(batch * length, rows.shape[-1]).index_copy(0, where, rows)
+        padded = _scatter(rows, where, batch * length)
         return padded.view(batch, length, -1, attention.attention_head_size).transpose(1, 2)
 
-    interface = ALL_ATTENTION_FUNCTIONS.get_interface(
-        attention.config._attn_implementation, eager_attention_forward
-    )
-    context, _weights = interface(
+    context = configured_attention(
         attention,
         heads(attention.query(tokens)),
         heads(attention.key(tokens)),
         heads(attention.value(tokens)),
         mask,
-        dropout=attention.dropout.p if attention.training else 0.0,
-        scaling=attention.scaling,
     )
     context = context.reshape(batch * length, -1).index_select(0, where)
     return layer.feed_forward_chunk(layer.attention.output(context, tokens))
@@ -125,20 +124,21 @@ def _encoder_class() -> type:
             *args: Any,
             **kwargs: Any,
         ) -> Any:
-            real = real_token_mask(attention_mask)
-            if real is None or not pays_off(hidden_states) or _collecting_outputs() or bool(real.all()):
+            real = real_token_mask(attention_mask) if pays_off(hidden_states) else None
+            if real is None or _collecting_outputs() or bool(real.all()):
                 return super().forward(hidden_states, attention_mask, *args, **kwargs)
             batch, length, hidden = hidden_states.shape
             where = real.reshape(-1).nonzero().squeeze(1)
             tokens = hidden_states.reshape(batch * length, hidden).index_select(0, where)
             for layer in self.layer:
                 if type(layer) is not BertLayer:  # the [CLS]-only last layer (first_token.py)
-                    padded = tokens.new_zeros(batch * length, hidden).index_copy(0, where, tokens)
-                    last = layer(padded.view(batch, length, hidden), attention_mask)
-                    return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=last)
+                    padded = _scatter(tokens, where, batch * length).view(batch, length, hidden)
+                    return BaseModelOutputWithPastAndCrossAttentions(
+                        last_hidden_state=layer(padded, attention_mask)
+                    )
                 tokens = layer_on_real_tokens(layer, tokens, where, (batch, length), attention_mask)
-            padded = tokens.new_zeros(batch * length, tokens.shape[-1]).index_copy(0, where, tokens)
-            return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=padded.view(batch, length, -1))
+            padded = _scatter(tokens, where, batch * length).view(batch, length, hidden)
+            return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=padded)
 
     PaddingSkippingBertEncoder.__qualname__ = "PaddingSkippingBertEncoder"  # found by pickle
     return PaddingSkippingBertEncoder
@@ -149,7 +149,7 @@ def skips_padding(model: Any) -> bool:
     from transformers import BertForSequenceClassification, BertForTokenClassification
     from transformers.models.bert.modeling_bert import BertEncoder, BertLayer
 
-    from nlpbook.first_token import FirstTokenBertLayer
+    from nlpbook.first_token import FirstTokenBertLayer  # built on first use (imports transformers)
 
     if type(model) not in (BertForSequenceClassification, BertForTokenClassification):
         return False
