@@ -57,9 +57,8 @@ from common import (  # noqa: E402
 import nlpbook.inference  # noqa: E402
 from nlpbook.corpus import read_table  # noqa: E402
 from nlpbook.export import Export  # noqa: E402
-from nlpbook.first_token import read_first_token_only  # noqa: E402
 from nlpbook.predictor import Predictor  # noqa: E402
-from nlpbook.skip_padding import skip_padding  # noqa: E402
+from nlpbook.pretrained import computing_less  # noqa: E402
 from nlpbook.tasks import get_task  # noqa: E402
 
 MAX_SEQ_LENGTH = 128
@@ -191,7 +190,7 @@ def compare_int8(options: argparse.Namespace) -> None:
         flush=True,
     )
     model = trained_kcbert(options.layers, options.train_steps, options.learning_rate, tokenizer)
-    model = skip_padding(read_first_token_only(model))  # as read_export loads an export for Predictor
+    model = computing_less(model)  # as read_export loads an export for Predictor
     if options.int8_engine:
         nlpbook.inference.INT8_ENGINE = options.int8_engine
     task = get_task("classification")

@@ -20,8 +20,7 @@ from typing import Any
 from nlpbook.arguments import TrainArguments
 from nlpbook.console import quiet_transformers
 from nlpbook.errors import ExportError
-from nlpbook.first_token import read_first_token_only
-from nlpbook.skip_padding import skip_padding
+from nlpbook.pretrained import computing_less
 from nlpbook.tasks import Task, get_task
 
 __all__ = ["EXPORT_DIR", "ExportError", "Export", "write_export", "read_export", "find_export", "read_meta"]
@@ -130,7 +129,7 @@ def read_export(path: str | Path, device: str | None = None) -> Export:
     path = find_export(path)
     task = get_task(meta["task"])
     with quiet_transformers():
-        model = skip_padding(read_first_token_only(task.head.model_class().from_pretrained(path)))
+        model = computing_less(task.head.model_class().from_pretrained(path))
     if device:
         model.to(device)
     model.eval()

@@ -83,14 +83,20 @@ def load_pretrained(args: Any, task: Task, label_names: list[str]) -> tuple[Any,
     return tokenizer, _for_training(model)
 
 
-def _for_training(model: Any) -> Any:
-    """The model with nlpbook's faster equivalents: the [CLS]-only last layer of a sentence
-    classifier (``first_token``), encoder layers that skip padded rows (``skip_padding``) and
-    dropout masks drawn 16 bits at a time on the CPU (``cpu_dropout``)."""
-    from nlpbook.cpu_dropout import use_cpu_dropout
+def computing_less(model: Any) -> Any:
+    """The model computing only what its head reads, for training and prediction alike: the
+    [CLS]-only last layer of a sentence classifier (``first_token``) and encoder layers that skip
+    padded rows (``skip_padding``). Same function and parameters; other models are unchanged."""
     from nlpbook.skip_padding import skip_padding
 
-    return use_cpu_dropout(skip_padding(read_first_token_only(model)))
+    return skip_padding(read_first_token_only(model))
+
+
+def _for_training(model: Any) -> Any:
+    """``computing_less(model)`` with dropout masks drawn 16 bits at a time on the CPU (``cpu_dropout``)."""
+    from nlpbook.cpu_dropout import use_cpu_dropout
+
+    return use_cpu_dropout(computing_less(model))
 
 
 def check_model_folder(name: str, random_init: bool = False) -> bool:
