@@ -84,17 +84,27 @@ def set_dropout(model: nn.Module, kind: type) -> None:
             module.__class__ = kind
 
 
+def alternating_medians(
+    step: Callable[[], float], switches: list[Callable[[], None]], steps: int
+) -> list[float]:
+    """Median step time after each switch, switching before every step in turn (one warm-up step
+    each first), so that all sides see the same moments of this shared machine."""
+    times: list[list[float]] = [[] for _ in switches]
+    for switch in switches:
+        switch()
+        step()
+    for _ in range(steps):
+        for switch, values in zip(switches, times, strict=True):
+            switch()
+            values.append(step())
+    return [statistics.median(values) for values in times]
+
+
 def compare_dropout(options: argparse.Namespace) -> float:
     model, step = model_and_step(options)
-    times: dict[type, list[float]] = {nn.Dropout: [], CpuDropout: []}
-    for kind in times:  # warm-up
-        set_dropout(model, kind)
-        step()
-    for _ in range(options.steps):
-        for kind, values in times.items():
-            set_dropout(model, kind)
-            values.append(step())
-    torch_s, ours = statistics.median(times[nn.Dropout]), statistics.median(times[CpuDropout])
+    torch_s, ours = alternating_medians(
+        step, [lambda: set_dropout(model, nn.Dropout), lambda: set_dropout(model, CpuDropout)], options.steps
+    )
     print(f"dropout: torch's {torch_s * 1000:.0f} ms/step, CpuDropout {ours * 1000:.0f} ms/step (medians)")
     return torch_s / ours
 
@@ -137,19 +147,14 @@ def compare_skip_padding(options: argparse.Namespace) -> float:
     set_dropout(model, CpuDropout)
     skip_padding(model)
     encoder = model.bert.encoder
-    times: dict[type, list[float]] = {BertEncoder: [], PaddingSkippingBertEncoder: []}
+
+    def use(kind: type) -> Callable[[], None]:
+        return lambda: setattr(encoder, "__class__", kind)
+
     with freed_memory_kept():
-        for kind in times:  # warm-up
-            encoder.__class__ = kind
-            step()
-        for _ in range(options.steps):
-            for kind, values in times.items():
-                encoder.__class__ = kind
-                values.append(step())
-    padded, skipping = (
-        statistics.median(times[BertEncoder]),
-        statistics.median(times[PaddingSkippingBertEncoder]),
-    )
+        padded, skipping = alternating_medians(
+            step, [use(BertEncoder), use(PaddingSkippingBertEncoder)], options.steps
+        )
     padding = sum(row % 3 for row in range(32)) / (32 * options.length)
     print(
         f"padding ({padding:.1%} of the batch): every row {padded * 1000:.0f} ms/step, "

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_first_token import tiny_config
 from transformers import (
-    BertConfig,
     BertForQuestionAnswering,
     BertForSequenceClassification,
     BertForTokenClassification,
@@ -20,20 +20,6 @@ from nlpbook.skip_padding import skip_padding, skips_padding
 from nlpbook.xla import additive_attention_mask
 
 LENGTHS = (17, 3, 9, 12, 1, 16)
-
-
-def tiny_config(attention: str) -> BertConfig:
-    config = BertConfig(
-        vocab_size=120,
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=3,
-    )
-    config._attn_implementation = attention
-    return config
 
 
 def padded_batch(per_token: bool) -> dict[str, torch.Tensor]:
