@@ -129,7 +129,9 @@ class TrainArguments:
     eval_batch_size: int | None = option(
         "examples per evaluation batch (default: 2 x batch_size)", default=None
     )
-    log_every_n_steps: int = option("how often training metrics are logged", default=10)
+    log_every_n_steps: int = option(
+        "how often training metrics are logged (at least once an epoch)", default=10
+    )
     random_init: bool = option(
         "build the model from its config with random weights instead of loading pretrained weights "
         "(benchmarks and offline smoke runs only: accuracy will be poor)",

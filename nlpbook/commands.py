@@ -119,7 +119,8 @@ def _train(args: TrainArguments, task: Task, group: RunGroup, resume_from: Path 
             module.load_state_dict(state)
             logger.debug("exporting the best checkpoint %s", Path(best).name)
         write_export(export, module.model.cpu(), tokenizer, task, module.label_names, args)
-        logger.info("%s", _summary(args, trainer, export, time.perf_counter() - started))
+        seconds = time.perf_counter() - started
+        logger.info("%s", _summary(args, trainer, export, seconds, bool(module.val_features)))
         return export
 
     return group.agree(finish)  # rank 0 writes the export; every rank returns its path
@@ -206,11 +207,16 @@ def _stamp(path: Path) -> tuple[int, int, int]:
     return status.st_ino, status.st_mtime_ns, status.st_size
 
 
-def _summary(args: TrainArguments, trainer: pl.Trainer, export: Path, seconds: float) -> str:
+def _summary(
+    args: TrainArguments, trainer: pl.Trainer, export: Path, seconds: float, has_validation: bool
+) -> str:
     """One line after training: what ran, where, how long, how good, and where the model is."""
     callback = trainer.checkpoint_callback
     score = getattr(callback, "best_model_score", None)
     best = f"best {args.monitor_metric} {float(score):.4f}; " if score is not None else ""
+    if has_validation and args.monitor_metric not in trainer.callback_metrics:
+        # e.g. max_steps reached inside the first epoch: no best checkpoint, the last weights exported
+        best = "not validated (stopped before its first validation; the export holds the last weights); "
     device = trainer.strategy.root_device.type
     return (
         f"trained {trainer.current_epoch} epoch(s), {trainer.global_step} step(s) on {device} in "

@@ -36,6 +36,13 @@ NOISE = (
     # Lightning 2.6 on torch 2.13 (pytorch_lightning/utilities/_pytree.py): a deprecation inside
     # Lightning, nothing for the user to change.
     r".*isinstance\(treespec, LeafSpec\)",
+    # An epoch shorter than log_every_n_steps: nlpbook logs once an epoch then (trainer.LogEachEpoch).
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
+    # fp16 on a CPU: nlpbook says in one line what it trains in instead (trainer._fp16_on_cpu).
+    r".*AMP with fp16 is not supported on CPU",
+    # A run stopped (max_steps) before its first validation keeps no best checkpoint, and the
+    # export holds its last weights: nlpbook's summary line says so.
+    r"`ModelCheckpoint\(monitor=.*could not find the monitored key",
 )
 logger = logging.getLogger("nlpbook")
 

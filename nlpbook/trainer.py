@@ -7,11 +7,14 @@ step is ``checkpoints.py``; what a run folder may hold is ``rundir.py``.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.precision import MixedPrecision, Precision
@@ -21,6 +24,7 @@ from pytorch_lightning.utilities import GradClipAlgorithmType
 from nlpbook.arguments import TrainArguments
 from nlpbook.checkpoints import LAST_CHECKPOINT, AtomicCheckpointIO, LastCheckpoint
 from nlpbook.cluster import external_launch
+from nlpbook.errors import spell
 from nlpbook.progress import ProgressBar
 
 __all__ = ["build_trainer", "devices_and_accelerator", "scales_gradients"]
@@ -69,6 +73,7 @@ def build_trainer(args: TrainArguments, has_validation: bool = True) -> pl.Train
         ),
         LastCheckpoint(args.model_dir / LAST_CHECKPOINT, args.save_every_n_steps, args.save_every_n_minutes),
         ProgressBar(),  # on stderr, "Epoch 1/3"
+        LogEachEpoch(),
     ]
     if args.early_stopping_patience and has_validation:
         callbacks.append(EarlyStopping(monitor=metric, mode=mode, patience=args.early_stopping_patience))
@@ -83,7 +88,7 @@ def build_trainer(args: TrainArguments, has_validation: bool = True) -> pl.Train
     # XLA brings its own checkpoint IO; everywhere else checkpoints are written atomically.
     plugins = [] if accelerator == "tpu" else [AtomicCheckpointIO()]
     launch = external_launch()  # torchrun or srun: Lightning checks devices x num_nodes = world size
-    trainer = _make_trainer(
+    options: dict[str, Any] = dict(
         accelerator=accelerator,
         devices=devices,
         num_nodes=launch.num_nodes if launch else 1,
@@ -105,6 +110,7 @@ def build_trainer(args: TrainArguments, has_validation: bool = True) -> pl.Train
         use_distributed_sampler=False,
         **limits,
     )
+    trainer = _fp16_on_cpu(_make_trainer(**options), args, options)
     return _clip_unscaled_mixed_precision(trainer)
 
 
@@ -126,6 +132,68 @@ def _make_trainer(**options: Any) -> pl.Trainer:
     if isinstance(launcher, _SubprocessScriptLauncher) and not external:
         trainer = pl.Trainer(**options, strategy="ddp_spawn")
     return trainer
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether this CPU has bf16 instructions (x86's ``avx512_bf16`` or ``amx_bf16``, Arm's ``bf16``),
+    from ``/proc/cpuinfo``; None where that file is missing (macOS, Windows)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def _fp16_on_cpu(trainer: pl.Trainer, args: TrainArguments, options: dict[str, Any]) -> pl.Trainer:
+    """fp16 asked for on a CPU: bf16-mixed where the CPU has bf16 instructions, else 32-true; said once.
+
+    Lightning has no fp16 autocast on the CPU and quietly runs bf16-mixed instead (its own warning,
+    a file path and all, is kept out by ``console.quiet_libraries``). Without bf16 instructions the
+    CPU emulates bf16, and a step ran about 16 times slower than in float32 on the AVX2 build machine
+    (README, Speed): a book notebook's ``fp16=True`` on a CPU runtime would crawl. Asking for fp16 is
+    asking for speed, so such a CPU trains in 32-true.
+    """
+    if args.resolved_precision != "16-mixed" or not isinstance(trainer.accelerator, CPUAccelerator):
+        return trainer
+    asked = spell("fp16", True) if args.fp16 else spell("precision", "16-mixed")
+    has_bf16 = cpu_has_bf16()
+    if has_bf16 is False:
+        logger.warning(
+            "%s: fp16 mixed precision does not run on the CPU, and this CPU has no bf16 instructions "
+            "(bf16 would run far slower than float32): training in 32-true",
+            asked,
+        )
+        return _make_trainer(**{**options, "precision": "32-true"})
+    unknown = "" if has_bf16 else f" (without bf16 instructions, {spell('precision', '32-true')} is faster)"
+    logger.warning(
+        "%s: fp16 mixed precision does not run on the CPU: training in bf16-mixed%s", asked, unknown
+    )
+    return trainer
+
+
+class LogEachEpoch(pl.Callback):
+    """Training metrics are logged at least once an epoch, and once in a run ``max_steps`` ends sooner.
+
+    An epoch shorter than ``log_every_n_steps`` (a small dataset, a quick test run) would log no
+    training row at all, and Lightning would warn about it; nlpbook logs at each epoch's last
+    optimizer step instead (or at ``max_steps``). Longer runs keep the interval asked for.
+    """
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        batches = trainer.num_training_batches
+        if not math.isfinite(batches):
+            return
+        steps = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+        if trainer.max_steps > 0:
+            steps = min(steps, trainer.max_steps)
+        if trainer.log_every_n_steps > steps:
+            logger.debug("training metrics logged every %d step(s), not %d", steps, trainer.log_every_n_steps)
+            trainer.log_every_n_steps = steps
 
 
 def _clip_unscaled_mixed_precision(trainer: pl.Trainer) -> pl.Trainer:

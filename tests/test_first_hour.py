@@ -25,6 +25,7 @@ from conftest import write_tsv
 from tiny_bert import toy_sentiment
 
 from nlpbook.cli import main
+from nlpbook.logs import training_log
 
 Case = Callable[[dict[str, Any]], list[str]]
 
@@ -258,6 +259,7 @@ NOISE = (  # Lightning's _pytree deprecation, its tips and start-up lines, noteb
     *("LeafSpec", "litlogger", "litmodels", "Tip:", "limit_val_batches", "GPU available", "TPU available"),
     *("IProgress", "ipywidgets", "LOAD REPORT", "UNEXPECTED", "MISSING", "Loading weights"),
     *("Writing model shards", "Epoch 0/0", "Epoch 0:", "v_num", "DataLoader 0"),
+    *("logging interval", "log_every_n_steps", "site-packages"),  # an epoch shorter than the default 10
 )
 
 
@@ -274,7 +276,7 @@ def test_a_run_prints_progress_a_warning_and_a_summary_and_no_noise(
     result = run_cli(
         "train", "classification", "--pretrained_model_name", str(tiny_bert), "--downstream_corpus_root_dir",
         str(root), "--downstream_model_dir", str(run), "--epochs", "1", "--batch_size", "16",
-        "--max_seq_length", "32", "--log_every_n_steps", "1", env={"HF_HUB_OFFLINE": "1"},
+        "--max_seq_length", "32", env={"HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{run / 'export'}\n"  # stdout: the export path and nothing else
@@ -286,6 +288,8 @@ def test_a_run_prints_progress_a_warning_and_a_summary_and_no_noise(
     summary = err.strip().splitlines()[-1]
     assert summary.startswith("nlpbook: trained 1 epoch(s), 4 step(s) on cpu in ")
     assert "best val_loss 0." in summary and summary.endswith(f"export: {run / 'export'}")
+    # 4 steps, fewer than the default log_every_n_steps (10): the epoch's training metrics are logged
+    assert [row["step"] for row in training_log(run) if "train_loss" in row] == [3]
 
     # evaluate reads the run's train_args.json: no corpus option, and no training file needed
     (root / "nsmc" / "ratings_train.txt").rename(tmp_path / "ratings_train.txt")
@@ -310,7 +314,6 @@ def test_a_run_prints_progress_a_warning_and_a_summary_and_no_noise(
                 epochs="1",
                 batch_size="16",
                 max_seq_length="32",
-                log_every_n_steps="1",
             ),
             "--resume",
         ],

@@ -5,8 +5,10 @@ tokenising without changing what the model sees."""
 
 from __future__ import annotations
 
+import logging
 import math
 import random
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from transformers import AutoTokenizer
 
 import nlpbook
 from nlpbook.classification import ClassificationTrainArguments
+from nlpbook.console import quiet_libraries
 from nlpbook.logs import training_log
 from nlpbook.module import use_fused_adamw
 from nlpbook.schedule import LinearSchedule
@@ -43,13 +46,13 @@ def arguments(
     return ClassificationTrainArguments(**{**values, **extra})
 
 
-# All four precisions Lightning offers; on a CPU Lightning runs 16-mixed as bf16-mixed (it says so).
+# All four precisions Lightning offers; on a CPU nlpbook runs 16-mixed as bf16-mixed or 32-true (below).
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "bf16-true", "16-mixed"])
 @pytest.mark.parametrize(
     ("max_grad_norm", "accumulation"), [(1.0, 2), (None, 1)], ids=["clip-accum", "plain"]
 )
 def test_every_precision_trains_and_exports(
-    tiny_bert, files, tmp_path, precision, max_grad_norm, accumulation
+    tiny_bert, files, tmp_path, caplog, precision, max_grad_norm, accumulation
 ):
     args = arguments(
         tiny_bert,
@@ -61,12 +64,57 @@ def test_every_precision_trains_and_exports(
         max_steps=3,
         epochs=1,
     )
-    export = nlpbook.train(args)
+    with caplog.at_level(logging.INFO, logger="nlpbook"):
+        export = nlpbook.train(args)
     losses = [row["train_loss"] for row in training_log(args.model_dir) if "train_loss" in row]
     assert len(losses) == 3 * accumulation or len(losses) == 3
     assert all(math.isfinite(loss) for loss in losses)
+    # 6 batches an epoch: 3 steps of 2 accumulated batches end it and validate; 3 single-batch
+    # steps stop before its validation, and the summary says so
+    summary = caplog.records[-1].getMessage()
+    assert summary.startswith("trained 1 epoch(s), 3 step(s)"), summary
+    assert ("best val_loss" in summary) == (accumulation == 2) != ("not validated" in summary), summary
     prediction = nlpbook.predict(export, ["영화 최고"])[0]
     assert prediction["label"] in ("0", "1") and math.isfinite(sum(prediction["probabilities"].values()))
+
+
+@pytest.mark.parametrize(
+    ("has_bf16", "expected"), [(False, "32-true"), (True, "bf16-mixed"), (None, "bf16-mixed")]
+)
+def test_fp16_on_a_cpu_trains_in_what_the_cpu_runs_and_says_so_in_one_line(
+    tmp_path, monkeypatch, caplog, has_bf16, expected
+) -> None:
+    # Lightning runs fp16 on a CPU as bf16-mixed, which a CPU without bf16 instructions emulates
+    # (16x slower than float32 on the AVX2 build machine): nlpbook picks 32-true there.
+    from nlpbook import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: has_bf16)
+    args = ClassificationTrainArguments(
+        downstream_model_dir=str(tmp_path / "run"), accelerator="cpu", fp16=True
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with quiet_libraries(), caplog.at_level(logging.INFO, logger="nlpbook"):
+            trainer = trainer_module.build_trainer(args)
+    assert trainer.precision == expected
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1 and said[0].startswith("fp16=True: "), said
+    assert said[0].split(": training in ")[1].startswith(expected), said
+    assert not [w for w in caught if "fp16" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_cpu_bf16_instructions_are_read_from_cpuinfo(tmp_path) -> None:
+    from nlpbook.trainer import cpu_has_bf16
+
+    cases = {
+        "flags\t\t: fpu sse avx2 fma\n": False,
+        "flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n": True,
+        "Features\t: fp asimd bf16 i8mm\n": True,  # Arm
+    }
+    for text, expected in cases.items():
+        (tmp_path / "cpuinfo").write_text("processor\t: 0\n" + text, encoding="utf-8")
+        assert cpu_has_bf16(tmp_path / "cpuinfo") is expected, text
+    assert cpu_has_bf16(tmp_path / "missing") is None
 
 
 def test_fused_adamw_unless_a_grad_scaler_must_be_clipped() -> None:
