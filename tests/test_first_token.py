@@ -114,7 +114,7 @@ def test_models_that_read_every_token_are_left_alone(model_class: type) -> None:
 
 
 @pytest.mark.parametrize(
-    ("task_name", "labels", "changed"), [("sts", [], True), ("ner", ["O", "B-PER"], False)]
+    ("task_name", "labels", "changed"), [("sts", ["score"], True), ("ner", ["O", "B-PER"], False)]
 )
 def test_nlpbook_loads_sentence_tasks_with_it(
     tiny_bert: Path, tmp_path: Path, task_name: str, labels: list[str], changed: bool

@@ -147,7 +147,7 @@ def test_question_answering_and_decoders_are_left_alone() -> None:
     assert not skips_padding(BertForSequenceClassification(config))
 
 
-@pytest.mark.parametrize(("task_name", "labels"), [("ner", ["O", "B-PER"]), ("sts", [])])
+@pytest.mark.parametrize(("task_name", "labels"), [("ner", ["O", "B-PER"]), ("sts", ["score"])])
 def test_nlpbook_loads_exports_with_it(
     tiny_bert: Path, tmp_path: Path, task_name: str, labels: list[str]
 ) -> None:
