@@ -214,7 +214,7 @@ def _summary(
     callback = trainer.checkpoint_callback
     score = getattr(callback, "best_model_score", None)
     best = f"best {args.monitor_metric} {float(score):.4f}; " if score is not None else ""
-    if has_validation and args.monitor_metric not in trainer.callback_metrics:
+    if score is None and has_validation and args.monitor_metric not in trainer.callback_metrics:
         # e.g. max_steps reached inside the first epoch: no best checkpoint, the last weights exported
         best = "not validated (stopped before its first validation; the export holds the last weights); "
     device = trainer.strategy.root_device.type
